@@ -1,0 +1,119 @@
+use std::path::Path;
+
+use crate::sysfs::read_trimmed;
+use crate::{PciAddress, Result, Sysfs, VfioError, VFIO_PCI};
+
+/// How vfio reaches a device's memory: through an IOMMU, or without one
+/// (`enable_unsafe_noiommu_mode`, which gives `/dev/vfio/noiommu-<group>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IommuMode {
+    Iommu,
+    NoIommu,
+}
+
+/// A device sharing an IOMMU group, with the driver it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub address: PciAddress,
+    pub driver: Option<String>,
+}
+
+// Drivers that may hold a device of a group handed to user space: the
+// kernel's vfio core allows only these besides vfio-pci itself
+// (drivers/vfio/group.c, vfio_dev_driver_allowed), and PCIe ports whose
+// driver does no DMA.
+const DRIVERS_ALLOWED_IN_GROUP: &[&str] = &[VFIO_PCI, "pci-stub", "pcieport"];
+
+impl IommuMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IommuMode::Iommu => "iommu",
+            IommuMode::NoIommu => "noiommu",
+        }
+    }
+}
+
+impl Sysfs {
+    /// Whether vfio-pci is loaded (its driver directory exists).
+    pub fn vfio_pci_loaded(&self) -> bool {
+        self.driver_dir(VFIO_PCI).exists()
+    }
+
+    /// Whether vfio runs in unsafe no-IOMMU mode
+    /// (`/sys/module/vfio/parameters/enable_unsafe_noiommu_mode` reads Y).
+    pub fn noiommu_enabled(&self) -> bool {
+        let p = self
+            .root()
+            .join("sys/module/vfio/parameters/enable_unsafe_noiommu_mode");
+        matches!(read_trimmed(&p).as_deref(), Ok("Y") | Ok("1"))
+    }
+
+    /// The IOMMU mode of the node: an IOMMU when it has any IOMMU group,
+    /// no-IOMMU when vfio allows it, `None` when neither.
+    pub fn iommu_mode(&self) -> Option<IommuMode> {
+        if has_entries(&self.iommu_groups_dir()) {
+            Some(IommuMode::Iommu)
+        } else if self.noiommu_enabled() {
+            Some(IommuMode::NoIommu)
+        } else {
+            None
+        }
+    }
+
+    /// The other members of the device's IOMMU group with their drivers.
+    pub fn group_peers(&self, addr: PciAddress) -> Result<Vec<GroupMember>> {
+        let dev = self.device(addr)?;
+        let mut out = Vec::new();
+        for member in dev.iommu_group_members()? {
+            if member == addr {
+                continue;
+            }
+            let driver = match self.device(member) {
+                Ok(d) => d.driver()?,
+                Err(VfioError::NoSuchDevice(..)) => None,
+                Err(e) => return Err(e),
+            };
+            out.push(GroupMember {
+                address: member,
+                driver,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Checks that `addr` can be handed to user space through vfio, and
+    /// returns its group and the IOMMU mode.
+    ///
+    /// A group is viable only when every other member is unbound or bound to
+    /// vfio-pci (or a driver the vfio core tolerates). A device without a
+    /// group is usable only in no-IOMMU mode, where the group vfio-pci will
+    /// create is not known before binding: `None` then.
+    pub fn check_vfio_viable(&self, addr: PciAddress) -> Result<(Option<u32>, IommuMode)> {
+        let dev = self.device(addr)?;
+        let Some(group) = dev.iommu_group()? else {
+            if self.noiommu_enabled() {
+                return Ok((None, IommuMode::NoIommu));
+            }
+            return Err(VfioError::IommuOff { device: addr });
+        };
+        for peer in self.group_peers(addr)? {
+            if let Some(driver) = peer.driver {
+                if !DRIVERS_ALLOWED_IN_GROUP.contains(&driver.as_str()) {
+                    return Err(VfioError::GroupNotViable {
+                        device: addr,
+                        group,
+                        member: peer.address,
+                        driver,
+                    });
+                }
+            }
+        }
+        Ok((Some(group), IommuMode::Iommu))
+    }
+}
+
+fn has_entries(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut rd| rd.next().is_some())
+        .unwrap_or(false)
+}
