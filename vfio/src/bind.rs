@@ -87,6 +87,12 @@ impl Sysfs {
         self.set_driver_override(addr, Some(driver))?;
         self.unbind(addr)?;
         self.drivers_probe(addr)?;
+        self.wait_driver(addr, driver, opts)
+    }
+
+    /// Waits until the device's `driver` link names `driver`.
+    pub fn wait_driver(&self, addr: PciAddress, driver: &str, opts: BindOptions) -> Result<()> {
+        let dev = self.device(addr)?;
         wait_until(
             || format!("{addr} to bind to {driver} (the kernel log may say why it did not)"),
             opts.timeout,

@@ -1,0 +1,142 @@
+//! The plugin as a runtime calls it: environment and stdin in, result or
+//! error JSON on stdout, exit code out.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::config;
+use crate::env::{self, Command};
+use crate::error::{code, CniError, Result};
+use crate::log;
+use crate::netlink::{RecordingNetlink, RtNetlink, VfNetlink};
+use crate::plugin::{self, Node};
+use crate::version;
+
+/// Test hook: a fake node (sysfs and `/dev`) at this path, answered by an emulated kernel.
+pub const FAKE_ROOT_ENV: &str = "DPDK_CNI_FAKE_ROOT";
+/// Test hook: the state file of the recording netlink fake.
+pub const FAKE_NETLINK_ENV: &str = "DPDK_CNI_FAKE_NETLINK";
+
+/// The node from the environment: the real one unless the test hooks are set.
+pub fn node_from_env(get: &dyn Fn(&str) -> Option<String>) -> Node {
+    let (sysfs, root) = match get(FAKE_ROOT_ENV) {
+        Some(r) => (vfio::fake::emulated(&r), PathBuf::from(r)),
+        None => (vfio::Sysfs::new("/"), PathBuf::from("/")),
+    };
+    let factory: plugin::NetlinkFactory = match get(FAKE_NETLINK_ENV) {
+        Some(p) => Box::new(move || Ok(Box::new(RecordingNetlink::new(&p)) as Box<dyn VfNetlink>)),
+        None => Box::new(|| Ok(Box::new(RtNetlink::connect()?) as Box<dyn VfNetlink>)),
+    };
+    Node::new(sysfs, root, factory)
+}
+
+/// Checks the effective capabilities a command that changes the node needs.
+pub fn check_capabilities() -> Result<()> {
+    use caps::{CapSet, Capability};
+    let mut missing = Vec::new();
+    for (cap, why) in [
+        (
+            Capability::CAP_NET_ADMIN,
+            "to set VF admin state through the PF",
+        ),
+        (Capability::CAP_SYS_ADMIN, "to rebind PCI drivers in sysfs"),
+    ] {
+        match caps::has_cap(None, CapSet::Effective, cap) {
+            Ok(true) => {}
+            Ok(false) => missing.push(format!("{cap} ({why})")),
+            Err(e) => {
+                return Err(CniError::io(format!(
+                    "failed to read the process capabilities: {e}"
+                )))
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::MISSING_CAPABILITY,
+            format!(
+                "dpdk-cni lacks {}: run it as root from the container runtime",
+                missing.join(" and ")
+            ),
+        ))
+    }
+}
+
+/// Runs one command; `Ok(Some(v))` is printed, `Ok(None)` prints nothing.
+pub fn run(
+    cmd: Command,
+    get: &dyn Fn(&str) -> Option<String>,
+    stdin: &[u8],
+    node: &mut Node,
+) -> Result<Option<Value>> {
+    if cmd == Command::Version {
+        let v = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| {
+                v.get("cniVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .filter(|v| version::is_supported(v))
+            .unwrap_or_else(|| version::LATEST.to_string());
+        return Ok(Some(version::version_info(&v)));
+    }
+    let cenv = env::read(cmd, get)?;
+    let (raw, conf) = config::parse_raw(stdin)?;
+    if let Ok(b) = config::base(&raw, &node.root) {
+        log::init(b.log_level, b.log_file);
+    }
+    if matches!(cmd, Command::Status | Command::Gc) {
+        let v = raw.cni_version.as_deref().unwrap_or("");
+        if version::is_supported(v) && !version::at_least(v, "1.1.0") {
+            return Err(CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!("{cmd:?} needs cniVersion 1.1.0 or later; the netconf says {v}"),
+            ));
+        }
+    }
+    if cmd != Command::Status {
+        check_capabilities()?;
+    }
+    match cmd {
+        Command::Add => plugin::add(node, &cenv, &raw, &conf).map(Some),
+        Command::Del => plugin::del(node, &cenv, &raw, &conf).map(|()| None),
+        Command::Check => plugin::check(node, &cenv, &raw, &conf).map(|()| None),
+        Command::Status => plugin::status(node, &raw).map(|()| None),
+        Command::Gc => plugin::gc(node, &cenv, &raw).map(|()| None),
+        Command::Version => unreachable!("answered above"),
+    }
+}
+
+/// The whole plugin process: returns the exit code.
+pub fn main_with(get: &dyn Fn(&str) -> Option<String>, stdin: &[u8], out: &mut dyn Write) -> i32 {
+    let version_of_input = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|v| version::is_supported(v))
+        .unwrap_or_else(|| version::LATEST.to_string());
+    let res = env::command(get).and_then(|cmd| {
+        let mut node = node_from_env(get);
+        run(cmd, get, stdin, &mut node)
+    });
+    match res {
+        Ok(Some(v)) => {
+            let _ = writeln!(out, "{v}");
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            log::log(config::LogLevel::Error, &e.msg);
+            let _ = writeln!(out, "{}", e.to_json(&version_of_input));
+            1
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The network configuration on stdin, checked in full before anything on
+//! the node is touched.
+//!
+//! Field names follow sriov-cni (`deviceID`, `vlan`, `vlanQoS`, `vlanProto`,
+//! `mac`, `spoofchk`, `trust`, `link_state`, `min_tx_rate`, `max_tx_rate`)
+//! and its older forks (`master`, `vf`, `pfOnly`, CNI_ARGS `VF=`/`MAC=`), so
+//! a NetworkAttachmentDefinition can switch `"type"` and keep working.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+use vfio::PciAddress;
+
+use crate::env::CniEnv;
+use crate::error::{code, CniError, Result};
+use crate::netlink::{LinkState, MacAddr, Rate, VfSettings, Vlan, VlanProto};
+use crate::version;
+
+/// Where attachments are recorded unless `stateDir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "var/lib/cni/dpdk-cni";
+/// Where device-info files go unless the runtime names one (NPWG spec).
+pub const DEFAULT_DEVINFO_DIR: &str = "var/run/k8s.cni.cncf.io/devinfo/cni";
+
+/// The netconf as it arrives; every field optional so each gets its own message.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawConf {
+    pub cni_version: Option<String>,
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub plugin_type: Option<String>,
+    pub device_type: Option<String>,
+    #[serde(rename = "deviceID")]
+    pub device_id: Option<String>,
+    #[serde(rename = "pciBusID")]
+    pub pci_bus_id: Option<String>,
+    pub master: Option<String>,
+    pub vf: Option<u32>,
+    pub pf_only: Option<bool>,
+    pub vlan: Option<u32>,
+    #[serde(rename = "vlanQoS")]
+    pub vlan_qos: Option<u32>,
+    pub vlan_proto: Option<String>,
+    pub mac: Option<String>,
+    pub spoofchk: Option<String>,
+    pub trust: Option<String>,
+    #[serde(rename = "link_state")]
+    pub link_state: Option<String>,
+    #[serde(rename = "min_tx_rate")]
+    pub min_tx_rate: Option<u32>,
+    #[serde(rename = "max_tx_rate")]
+    pub max_tx_rate: Option<u32>,
+    pub ipam: Option<Value>,
+    pub log_level: Option<String>,
+    pub log_file: Option<String>,
+    pub state_dir: Option<String>,
+    pub runtime_config: Option<RuntimeConfig>,
+    pub prev_result: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments")]
+    pub valid_attachments: Option<Vec<ValidAttachment>>,
+}
+
+/// `runtimeConfig`: what the runtime fills in for declared capabilities.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RuntimeConfig {
+    pub mac: Option<String>,
+    #[serde(rename = "deviceID")]
+    pub device_id: Option<String>,
+    #[serde(rename = "CNIDeviceInfoFile")]
+    pub device_info_file: Option<String>,
+}
+
+/// An entry of `cni.dev/valid-attachments` (GC).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ValidAttachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// How the device reaches the pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceType {
+    VfioPci,
+}
+
+/// Which device the netconf names, before it is looked up in sysfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceRef {
+    Pci(PciAddress),
+    PfVf { master: String, vf: u32 },
+}
+
+/// Log verbosity (`logLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Panic,
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+/// The fields every command needs.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub cni_version: String,
+    pub name: String,
+    pub state_dir: PathBuf,
+    pub ipam: Option<Value>,
+    pub log_level: LogLevel,
+    pub log_file: Option<PathBuf>,
+}
+
+/// A checked ADD/CHECK configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub base: Base,
+    pub device_type: DeviceType,
+    pub device: DeviceRef,
+    pub pf_only: bool,
+    pub vf: VfSettings,
+    pub device_info_file: Option<PathBuf>,
+    pub prev_result: Option<Value>,
+}
+
+/// Parses stdin: bad JSON is a decode failure (6), a field of the wrong type
+/// an invalid netconf (7).
+pub fn parse_raw(stdin: &[u8]) -> Result<(RawConf, Value)> {
+    let value: Value = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(
+            code::DECODE,
+            format!("netconf on stdin is not valid JSON: {e}"),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(CniError::new(
+            code::DECODE,
+            "netconf on stdin must be a JSON object",
+        ));
+    }
+    let raw: RawConf = serde_json::from_value(value.clone())
+        .map_err(|e| CniError::netconf(format!("invalid netconf: {e}")))?;
+    Ok((raw, value))
+}
+
+fn on_off(field: &str, v: &Option<String>) -> Result<Option<bool>> {
+    match v.as_deref() {
+        None => Ok(None),
+        Some("on") => Ok(Some(true)),
+        Some("off") => Ok(Some(false)),
+        Some(o) => Err(CniError::netconf(format!(
+            "invalid {field} {o:?}: use \"on\" or \"off\""
+        ))),
+    }
+}
+
+fn parse_mac(field: &str, s: &str) -> Result<MacAddr> {
+    let mac: MacAddr = s
+        .parse()
+        .map_err(|e| CniError::netconf(format!("invalid {field}: {e}")))?;
+    if mac.is_multicast() || mac.is_zero() {
+        return Err(CniError::netconf(format!(
+            "invalid {field} {s:?}: a VF needs a unicast, non-zero MAC address"
+        )));
+    }
+    Ok(mac)
+}
+
+fn parse_pci(field: &str, s: &str) -> Result<PciAddress> {
+    s.parse()
+        .map_err(|e: vfio::VfioError| CniError::netconf(format!("invalid {field}: {e}")))
+}
+
+/// A CNI network name: letters, digits, `_`, `.`, `-`, starting alphanumeric.
+fn valid_network_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// Checks what every command needs: version, name, state dir, logging.
+pub fn base(raw: &RawConf, root: &std::path::Path) -> Result<Base> {
+    let cni_version = raw
+        .cni_version
+        .clone()
+        .ok_or_else(|| CniError::netconf("cniVersion is missing from the netconf"))?;
+    if !version::is_supported(&cni_version) {
+        return Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!(
+                "CNI version {cni_version:?} is not supported: use one of {}",
+                version::SUPPORTED.join(", ")
+            ),
+        ));
+    }
+    let name = raw
+        .name
+        .clone()
+        .ok_or_else(|| CniError::netconf("name is missing from the netconf"))?;
+    if !valid_network_name(&name) {
+        return Err(CniError::netconf(format!(
+            "invalid network name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )));
+    }
+    let state_dir = match &raw.state_dir {
+        Some(d) if d.starts_with('/') => PathBuf::from(d),
+        Some(d) => {
+            return Err(CniError::netconf(format!(
+                "stateDir {d:?} must be an absolute path"
+            )))
+        }
+        None => root.join(DEFAULT_STATE_DIR),
+    };
+    let log_level = match raw
+        .log_level
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("info") => LogLevel::Info,
+        Some("panic") => LogLevel::Panic,
+        Some("error") => LogLevel::Error,
+        Some("warning") | Some("warn") => LogLevel::Warning,
+        Some("debug") => LogLevel::Debug,
+        Some(o) => {
+            return Err(CniError::netconf(format!(
+                "invalid logLevel {o:?}: use panic, error, warning, info or debug"
+            )))
+        }
+    };
+    let log_file = match &raw.log_file {
+        Some(f) if f.starts_with('/') => Some(PathBuf::from(f)),
+        Some(f) => {
+            return Err(CniError::netconf(format!(
+                "logFile {f:?} must be an absolute path"
+            )))
+        }
+        None => None,
+    };
+    if let Some(ipam) = &raw.ipam {
+        ipam_type(ipam)?;
+    }
+    Ok(Base {
+        cni_version,
+        name,
+        state_dir,
+        ipam: raw.ipam.clone(),
+        log_level,
+        log_file,
+    })
+}
+
+/// The plugin named by `ipam.type`, which must be a plain file name.
+pub fn ipam_type(ipam: &Value) -> Result<&str> {
+    let t = ipam.get("type").and_then(Value::as_str).ok_or_else(|| {
+        CniError::netconf("ipam has no \"type\": name the IPAM plugin, e.g. host-local")
+    })?;
+    if t.is_empty() || t.contains('/') || t == "." || t == ".." {
+        return Err(CniError::netconf(format!(
+            "invalid ipam type {t:?}: it must be a plugin name found in CNI_PATH"
+        )));
+    }
+    Ok(t)
+}
+
+/// Checks an ADD or CHECK configuration in full.
+pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan> {
+    let base = base(raw, root)?;
+    let device_type = match raw.device_type.as_deref() {
+        None | Some("vfio-pci") => DeviceType::VfioPci,
+        Some(o) => {
+            return Err(CniError::netconf(format!(
+                "unsupported deviceType {o:?}: use \"vfio-pci\""
+            )))
+        }
+    };
+    let pf_only = raw.pf_only.unwrap_or(false);
+
+    // The device: runtimeConfig.deviceID (device plugin via Multus), then
+    // deviceID, then Multus' pciBusID, then master with a VF index.
+    let rc = raw.runtime_config.clone().unwrap_or_default();
+    let device = if let Some(d) = rc.device_id.as_deref().filter(|s| !s.is_empty()) {
+        DeviceRef::Pci(parse_pci("runtimeConfig.deviceID", d)?)
+    } else if let Some(d) = raw.device_id.as_deref() {
+        DeviceRef::Pci(parse_pci("deviceID", d)?)
+    } else if let Some(d) = raw.pci_bus_id.as_deref() {
+        DeviceRef::Pci(parse_pci("pciBusID", d)?)
+    } else if let Some(master) = raw.master.clone() {
+        if !crate::env::valid_ifname(&master) {
+            return Err(CniError::netconf(format!(
+                "invalid master {master:?}: not an interface name"
+            )));
+        }
+        let vf = match (env.arg("VF"), raw.vf) {
+            (Some(v), _) => v.parse::<u32>().map_err(|_| {
+                CniError::env(format!("invalid CNI_ARGS VF={v:?}: expected a VF index"))
+            })?,
+            (None, Some(v)) => v,
+            (None, None) if pf_only => 0,
+            (None, None) => {
+                return Err(CniError::netconf(
+                    "master is set but no VF index: set \"vf\" or pass CNI_ARGS VF=<index>",
+                ))
+            }
+        };
+        DeviceRef::PfVf { master, vf }
+    } else {
+        return Err(CniError::netconf(
+            "no device named: set deviceID (or runtimeConfig.deviceID, pciBusID, or master with vf)",
+        ));
+    };
+
+    let mut vf = VfSettings::default();
+    let mac = if let Some(m) = rc.mac.as_deref().filter(|s| !s.is_empty()) {
+        Some(parse_mac("runtimeConfig.mac", m)?)
+    } else if let Some(m) = env.arg("MAC") {
+        Some(parse_mac("CNI_ARGS MAC", m)?)
+    } else if let Some(m) = raw.mac.as_deref() {
+        Some(parse_mac("mac", m)?)
+    } else {
+        None
+    };
+    vf.mac = mac;
+
+    let proto = match raw
+        .vlan_proto
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("802.1q") => VlanProto::Dot1Q,
+        Some("802.1ad") => VlanProto::Dot1Ad,
+        Some(o) => {
+            return Err(CniError::netconf(format!(
+                "invalid vlanProto {o:?}: use \"802.1q\" or \"802.1ad\""
+            )))
+        }
+    };
+    match (raw.vlan, raw.vlan_qos) {
+        (Some(v), _) if v > 4094 => {
+            return Err(CniError::netconf(format!(
+                "invalid vlan {v}: use 0 to 4094"
+            )));
+        }
+        (_, Some(q)) if q > 7 => {
+            return Err(CniError::netconf(format!(
+                "invalid vlanQoS {q}: use 0 to 7"
+            )));
+        }
+        (None | Some(0), Some(q)) if q != 0 => {
+            return Err(CniError::netconf(format!(
+                "vlanQoS {q} needs a non-zero vlan: set \"vlan\" too"
+            )));
+        }
+        (None | Some(0), _) if proto == VlanProto::Dot1Ad => {
+            return Err(CniError::netconf(
+                "vlanProto 802.1ad needs a non-zero vlan: set \"vlan\" or drop vlanProto",
+            ));
+        }
+        (Some(v), q) => {
+            vf.vlan = Some(Vlan {
+                id: v as u16,
+                qos: q.unwrap_or(0) as u8,
+                proto,
+            });
+        }
+        (None, _) => {}
+    }
+    vf.spoofchk = on_off("spoofchk", &raw.spoofchk)?;
+    vf.trust = on_off("trust", &raw.trust)?;
+    vf.link_state = match raw.link_state.as_deref() {
+        None => None,
+        Some("auto") => Some(LinkState::Auto),
+        Some("enable") => Some(LinkState::Enable),
+        Some("disable") => Some(LinkState::Disable),
+        Some(o) => {
+            return Err(CniError::netconf(format!(
+                "invalid link_state {o:?}: use \"auto\", \"enable\" or \"disable\""
+            )))
+        }
+    };
+    if raw.min_tx_rate.is_some() || raw.max_tx_rate.is_some() {
+        let min = raw.min_tx_rate.unwrap_or(0);
+        let max = raw.max_tx_rate.unwrap_or(0);
+        if max != 0 && min > max {
+            return Err(CniError::netconf(format!(
+                "min_tx_rate {min} is above max_tx_rate {max}: lower min_tx_rate or raise max_tx_rate (0 = no limit)"
+            )));
+        }
+        vf.rate = Some(Rate { min, max });
+    }
+    if pf_only && !vf.is_empty() {
+        return Err(CniError::netconf(
+            "pfOnly hands over the whole PF: VF settings (mac, vlan, spoofchk, trust, link_state, rates) do not apply",
+        ));
+    }
+    let device_info_file = match rc.device_info_file.as_deref() {
+        Some(f) if f.starts_with('/') => Some(PathBuf::from(f)),
+        Some(f) => {
+            return Err(CniError::netconf(format!(
+                "runtimeConfig.CNIDeviceInfoFile {f:?} must be an absolute path"
+            )))
+        }
+        None => None,
+    };
+    Ok(Plan {
+        base,
+        device_type,
+        device,
+        pf_only,
+        vf,
+        device_info_file,
+        prev_result: raw.prev_result.clone(),
+    })
+}

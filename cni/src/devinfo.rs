@@ -1,0 +1,42 @@
+//! The NPWG device-info file (Device Information Specification 1.1.0) with
+//! our extra keys: NUMA node, IOMMU group, vfio device node, original driver.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::error::Result;
+use crate::ledger::{write_atomic, Attachment};
+
+/// The file the plugin writes when the runtime names none.
+pub fn default_path(root: &Path, a: &Attachment) -> PathBuf {
+    root.join(crate::config::DEFAULT_DEVINFO_DIR).join(format!(
+        "{}-{}-{}-device.json",
+        a.network, a.container_id, a.ifname
+    ))
+}
+
+/// The device-info document for an attachment.
+pub fn document(a: &Attachment) -> Value {
+    json!({
+        "type": "pci",
+        "version": "1.1.0",
+        "pci": {
+            "pci-address": a.device,
+            "pf-pci-address": a.pf.clone().unwrap_or_default(),
+            "rdma-device": "",
+            "vhost-net": "",
+            "representor-device": "",
+            "numa-node": a.numa_node.map(i64::from).unwrap_or(-1),
+            "iommu-group": a.iommu_group.map(|g| g.to_string()).unwrap_or_default(),
+            "vfio-device": a.vfio_device.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "original-driver": a.original_driver.clone().unwrap_or_default(),
+            "device-type": a.device_type,
+        }
+    })
+}
+
+pub fn write(path: &Path, a: &Attachment) -> Result<()> {
+    let data = serde_json::to_vec_pretty(&document(a)).expect("a JSON value always encodes");
+    write_atomic(path, &data)
+}
