@@ -370,7 +370,15 @@ fn add_steps(
     if att.ipam.is_some() {
         att.phase = Phase::Ipam;
         ledger.save(att)?;
-        ipam_result = ipam_call(env, att, "ADD", conf)?;
+        match ipam_call(env, att, "ADD", conf) {
+            Ok(r) => ipam_result = r,
+            Err(e) => {
+                // The IPAM plugin cleans up after its own failed ADD; asking
+                // it to DEL a configuration it just rejected would fail again.
+                att.phase = Phase::Binding;
+                return Err(e);
+            }
+        }
     }
     failpoint::hit("ipam-done")?;
 

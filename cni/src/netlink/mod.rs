@@ -16,6 +16,7 @@ mod vf_set;
 pub use record::RecordingNetlink;
 pub use rtnl::RtNetlink;
 pub use types::{LinkState, MacAddr, Rate, VfSettings, VfState, Vlan, VlanProto};
+pub use vf_set::vf_set_message;
 
 /// Errors of VF admin calls.
 #[derive(Debug, thiserror::Error)]

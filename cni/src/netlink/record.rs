@@ -216,7 +216,7 @@ impl VfNetlink for RecordingNetlink {
         self.change(pf, vf, "trust", w, |s| s.trust = Some(on))
     }
     fn set_vf_link_state(&mut self, pf: &str, vf: u32, state: LinkState) -> Result<()> {
-        self.change(pf, vf, "link_state", format!("state {state}"), |s| {
+        self.change(pf, vf, "link_state", format!("link_state {state}"), |s| {
             s.link_state = state
         })
     }
