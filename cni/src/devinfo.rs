@@ -38,5 +38,5 @@ pub fn document(a: &Attachment) -> Value {
 
 pub fn write(path: &Path, a: &Attachment) -> Result<()> {
     let data = serde_json::to_vec_pretty(&document(a)).expect("a JSON value always encodes");
-    write_atomic(path, &data)
+    write_atomic(path, &data, false)
 }

@@ -7,9 +7,15 @@
 //! <stateDir>/locks/<bdf>.lock                         flock(2) held while a command works on it
 //! ```
 //!
-//! Every record is written before the change it describes, atomically
-//! (write a temporary file, fsync, rename, fsync the directory), so a plugin
-//! killed at any point leaves enough behind for DEL or GC to undo it.
+//! The record is written before the first change to the node, atomically
+//! and durably (write a temporary file, fsync, rename, fsync the directory),
+//! with the original state and everything ADD is about to do, so a plugin
+//! killed at any point leaves enough behind for DEL or GC to undo it: undoing
+//! compares the node with the recorded original state, so it does not need to
+//! know how far ADD got. Later updates (the claim, the finished result) are
+//! atomic renames: a rename survives a killed process, and what a power
+//! loss could lose (driver bindings, VF admin state) does not survive a
+//! reboot either.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -23,20 +29,12 @@ use serde_json::Value;
 use crate::error::{code, CniError, Result};
 use crate::netlink::{VfSettings, VfState};
 
-/// How far ADD got; each phase is recorded before its change is made.
+/// Whether ADD finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
-    /// The original state is recorded; nothing changed yet.
-    Recorded,
-    /// VF admin settings are being applied.
-    ConfiguringVf,
-    /// The device is being rebound to vfio-pci.
-    Binding,
-    /// IPAM is being asked for addresses.
-    Ipam,
-    /// The device-info file is being written.
-    DeviceInfo,
+    /// Recorded before the first change: any of ADD's changes may have been made.
+    Pending,
     /// ADD finished.
     Complete,
 }
@@ -98,8 +96,9 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> CniError {
     CniError::io(format!("failed to {what} {}: {e}", path.display()))
 }
 
-/// Writes `data` to `path` atomically and durably.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+/// Writes `data` to `path` atomically; with `durable`, also fsyncs the file
+/// before the rename and the directory after it.
+pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io_err("find the directory of", path, "no parent"))?;
@@ -109,12 +108,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let tmp = dir.join(tmp_name);
     let mut f = File::create(&tmp).map_err(|e| io_err("create", &tmp, e))?;
     f.write_all(data).map_err(|e| io_err("write", &tmp, e))?;
-    f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+    if durable {
+        f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+    }
     drop(f);
     fs::rename(&tmp, path).map_err(|e| io_err("rename into place", path, e))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("fsync", dir, e))
+    if durable {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err("fsync", dir, e))?;
+    }
+    Ok(())
 }
 
 fn remove_if_exists(path: &Path) -> Result<()> {
@@ -202,11 +206,11 @@ impl Ledger {
         }
     }
 
-    /// Records an attachment (before the change it describes).
-    pub fn save(&self, a: &Attachment) -> Result<()> {
+    /// Records an attachment; `durable` before the first change to the node.
+    pub fn save(&self, a: &Attachment, durable: bool) -> Result<()> {
         let path = self.attachment_path(&a.network, &a.container_id, &a.ifname);
         let data = serde_json::to_vec_pretty(a).map_err(|e| io_err("encode", &path, e))?;
-        write_atomic(&path, &data)
+        write_atomic(&path, &data, durable)
     }
 
     /// Forgets an attachment.
@@ -229,7 +233,7 @@ impl Ledger {
     pub fn set_claim(&self, device: &str, c: &Claim) -> Result<()> {
         let path = self.claim_path(device);
         let data = serde_json::to_vec(c).map_err(|e| io_err("encode", &path, e))?;
-        write_atomic(&path, &data)
+        write_atomic(&path, &data, false)
     }
 
     /// Releases `device` if `c` holds it.

@@ -274,7 +274,7 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         ifname: me.ifname.clone(),
         netns: env.netns.clone(),
         cni_version: plan.base.cni_version.clone(),
-        phase: Phase::Recorded,
+        phase: Phase::Pending,
         device_type: "vfio-pci".into(),
         device: dev.to_string(),
         pf: target.pf.map(|p| p.to_string()),
@@ -293,18 +293,25 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         ipam: plan.base.ipam.clone(),
         result: None,
     };
-    ledger.save(&att)?;
+    att.device_info_file = Some(
+        plan.device_info_file
+            .clone()
+            .unwrap_or_else(|| crate::devinfo::default_path(&node.root, &att)),
+    );
+    // The one durable write: from here on DEL or GC can undo whatever happens.
+    ledger.save(&att, true)?;
     ledger.set_claim(&att.device, &me)?;
     log::info(&format!(
         "ADD {} {}: {dev} (driver {:?}, group {group:?}, NUMA {:?})",
         att.container_id, att.ifname, att.original_driver, att.numa_node
     ));
 
-    match add_steps(node, env, &plan, conf, &ledger, &mut att, mode) {
+    let mut ipam_held = false;
+    match add_steps(node, env, &plan, conf, &ledger, &mut att, &mut ipam_held) {
         Ok(v) => Ok(v),
         Err(e) => {
             log::warn(&format!("ADD of {dev} failed, rolling back: {}", e.msg));
-            match teardown(node, env, Some(conf), &ledger, &att) {
+            match teardown(node, env, Some(conf), &ledger, &att, ipam_held) {
                 Ok(()) => Err(e),
                 Err(te) => Err(e.with_details(format!("rollback also failed: {}", te.msg))),
             }
@@ -319,23 +326,24 @@ fn add_steps(
     conf: &Value,
     ledger: &Ledger,
     att: &mut Attachment,
-    mode: IommuMode,
+    ipam_held: &mut bool,
 ) -> Result<Value> {
     failpoint::hit("recorded")?;
+    let mode = if att.iommu_mode == IommuMode::NoIommu.as_str() {
+        IommuMode::NoIommu
+    } else {
+        IommuMode::Iommu
+    };
     let dev: PciAddress = att.device.parse()?;
     let sysfs = node.sysfs.clone();
 
     if let (Some(pf), Some(vf), Some(orig)) =
         (att.pf_ifname.clone(), att.vf_index, att.original_vf.clone())
     {
-        att.phase = Phase::ConfiguringVf;
-        ledger.save(att)?;
         netlink::apply_vf_settings(node.nl()?, &pf, vf, &plan.vf, &orig)?;
     }
     failpoint::hit("vf-configured")?;
 
-    att.phase = Phase::Binding;
-    ledger.save(att)?;
     let driver_dir = sysfs.driver_dir(VFIO_PCI);
     if !driver_dir.exists() {
         return Err(vfio::VfioError::DriverMissing {
@@ -368,28 +376,17 @@ fn add_steps(
 
     let mut ipam_result = None;
     if att.ipam.is_some() {
-        att.phase = Phase::Ipam;
-        ledger.save(att)?;
-        match ipam_call(env, att, "ADD", conf) {
-            Ok(r) => ipam_result = r,
-            Err(e) => {
-                // The IPAM plugin cleans up after its own failed ADD; asking
-                // it to DEL a configuration it just rejected would fail again.
-                att.phase = Phase::Binding;
-                return Err(e);
-            }
-        }
+        // The IPAM plugin cleans up after its own failed ADD; asking it to
+        // DEL a configuration it just rejected would fail again. So only a
+        // successful ADD makes the rollback call IPAM DEL.
+        ipam_result = ipam_call(env, att, "ADD", conf)?;
+        *ipam_held = true;
     }
     failpoint::hit("ipam-done")?;
 
-    att.phase = Phase::DeviceInfo;
-    let devinfo_path = plan
-        .device_info_file
-        .clone()
-        .unwrap_or_else(|| crate::devinfo::default_path(&node.root, att));
-    att.device_info_file = Some(devinfo_path.clone());
-    ledger.save(att)?;
-    crate::devinfo::write(&devinfo_path, att)?;
+    if let Some(p) = &att.device_info_file {
+        crate::devinfo::write(p, att)?;
+    }
     failpoint::hit("device-info-written")?;
 
     let mac = plan.vf.mac.map(|m| m.to_string());
@@ -403,7 +400,7 @@ fn add_steps(
     );
     att.phase = Phase::Complete;
     att.result = Some(res.clone());
-    ledger.save(att)?;
+    ledger.save(att, false)?;
     log::info(&format!(
         "ADD {} {}: {dev} on vfio-pci, group {group}",
         att.container_id, att.ifname
@@ -411,21 +408,23 @@ fn add_steps(
     Ok(res)
 }
 
-/// Undoes an attachment as far as it got: IPAM, device-info file, VF
-/// settings, driver. Carries on past failures; the record stays when any
-/// step failed so that a later DEL can try again.
+/// Undoes an attachment whatever part of ADD ran: IPAM (when `ipam_held`),
+/// device-info file, VF settings, driver, each compared with the recorded
+/// original. Carries on past failures; the record stays when any step failed
+/// so that a later DEL can try again.
 fn teardown(
     node: &mut Node,
     env: &CniEnv,
     conf: Option<&Value>,
     ledger: &Ledger,
     att: &Attachment,
+    ipam_held: bool,
 ) -> Result<()> {
     let mut errors: Vec<String> = Vec::new();
     let dev: PciAddress = att.device.parse()?;
     let sysfs = node.sysfs.clone();
 
-    if att.phase >= Phase::Ipam {
+    if ipam_held {
         if let Some(c) = ipam_netconf(conf, att) {
             if let Err(e) = ipam_call(env, att, "DEL", &c) {
                 errors.push(e.msg);
@@ -442,16 +441,13 @@ fn teardown(
     // VF settings go back while no VF driver is bound, so the VF driver
     // starts from the original admin state when it probes again.
     if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {
-        if att.phase >= Phase::ConfiguringVf {
-            match node.nl() {
-                Ok(nl) => {
-                    if let Err(e) = netlink::restore_vf_settings(nl, pf, vf, &att.vf_settings, orig)
-                    {
-                        errors.push(format!("failed to restore VF {vf} of {pf}: {e}"));
-                    }
+        match node.nl() {
+            Ok(nl) => {
+                if let Err(e) = netlink::restore_vf_settings(nl, pf, vf, &att.vf_settings, orig) {
+                    errors.push(format!("failed to restore VF {vf} of {pf}: {e}"));
                 }
-                Err(e) => errors.push(e.msg),
             }
+            Err(e) => errors.push(e.msg),
         }
     }
     if sysfs.device(dev).is_ok() {
@@ -511,7 +507,8 @@ pub fn del(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     let Some(att) = ledger.load(&base.name, &env.container_id, &env.ifname)? else {
         return Ok(());
     };
-    teardown(node, env, Some(conf), &ledger, &att)
+    let ipam_held = att.ipam.is_some();
+    teardown(node, env, Some(conf), &ledger, &att, ipam_held)
 }
 
 /// CNI CHECK: the device is still on vfio-pci with its group node and the
@@ -619,7 +616,7 @@ pub fn gc(node: &mut Node, env: &CniEnv, raw: &RawConf) -> Result<()> {
         ));
         let res = ledger
             .lock_device(&att.device, LOCK_WAIT)
-            .and_then(|_lock| teardown(node, env, None, &ledger, &att));
+            .and_then(|_lock| teardown(node, env, None, &ledger, &att, att.ipam.is_some()));
         if let Err(e) = res {
             errors.push(e.msg);
         }

@@ -197,10 +197,34 @@ impl<'a> PciDevice<'a> {
         read_dir_names(&dir)
     }
 
-    /// The index of this VF on its PF, found among the PF's `virtfnN` links.
+    /// The index of this VF on its PF.
+    ///
+    /// Computed from the PF's `sriov_offset` and `sriov_stride` (a VF's
+    /// routing ID is the PF's plus offset plus index times stride, PCIe SR-IOV
+    /// 3.3.9-10) and confirmed by the `virtfn<index>` link, so it costs the
+    /// same on a PF with 256 VFs as with 2; falls back to scanning the links.
     pub fn vf_index(&self) -> Result<u32> {
         let pf = self.physfn()?.ok_or(VfioError::NotAVf(self.addr))?;
         let pf = self.sysfs.device(pf)?;
+        if let (Some(off), Some(stride)) = (
+            pf.opt_decimal("sriov_offset")?,
+            pf.opt_decimal("sriov_stride")?,
+        ) {
+            let rid = |a: PciAddress| {
+                (u32::from(a.bus) << 8) | (u32::from(a.device) << 3) | u32::from(a.function)
+            };
+            let delta = i64::from(rid(self.addr)) - i64::from(rid(pf.address())) - i64::from(off);
+            if stride > 0
+                && self.addr.domain == pf.address().domain
+                && delta >= 0
+                && delta % i64::from(stride) == 0
+            {
+                let idx = (delta / i64::from(stride)) as u32;
+                if pf.virtfn(idx)? == Some(self.addr) {
+                    return Ok(idx);
+                }
+            }
+        }
         pf.virtfns()?
             .into_iter()
             .find(|(_, a)| *a == self.addr)

@@ -177,15 +177,23 @@ impl FakeNode {
         })?;
         put(&pf_dir.join("sriov_numvfs"), &format!("{numvfs}\n"))?;
         put(&pf_dir.join("sriov_totalvfs"), &format!("{totalvfs}\n"))?;
+        // Routing IDs as an Intel 82576 lays them out: first VF at offset
+        // 0x80, stride 2 (0000:01:00.0 -> 0000:01:10.0, 0000:01:10.2, ...).
+        const OFFSET: u32 = 0x80;
+        const STRIDE: u32 = 2;
+        put(&pf_dir.join("sriov_offset"), &format!("{OFFSET}\n"))?;
+        put(&pf_dir.join("sriov_stride"), &format!("{STRIDE}\n"))?;
+        let pf_rid = (u32::from(address.bus) << 8)
+            | (u32::from(address.device) << 3)
+            | u32::from(address.function);
         let mut vfs = Vec::new();
         for i in 0..numvfs {
-            // Lay VFs out after the PF the way routing IDs do: bus+1, 8 functions a device.
-            let n = i + 1;
+            let rid = pf_rid + OFFSET + i * STRIDE;
             let vf = PciAddress {
                 domain: address.domain,
-                bus: address.bus.wrapping_add(1 + (n / 256) as u8),
-                device: ((n % 256) / 8) as u8,
-                function: (n % 8) as u8,
+                bus: (rid >> 8) as u8,
+                device: ((rid >> 3) & 0x1f) as u8,
+                function: (rid & 7) as u8,
             };
             let vf_dir = self.add_device(&FakeDevice {
                 address: vf,

@@ -7,24 +7,31 @@ use serde::{Deserialize, Serialize};
 
 use super::{LinkState, MacAddr, NetlinkError, Result, VfNetlink, VfState, VlanProto};
 
-/// A fake PF driver for tests: keeps each PF's VF state in a JSON file (so
-/// separate plugin processes share it), refuses the settings the file says
-/// its driver refuses, and appends every change to `<file>.calls`, one
+/// A fake PF driver for tests: keeps each VF's state in a file of its own
+/// under a directory (so separate plugin processes share it, and the cost of
+/// a call does not grow with the number of VFs), refuses the settings the
+/// PF's `refuse` file lists, and appends every change to `calls.log`, one
 /// `ip link`-like line each.
+///
+/// ```text
+/// <dir>/<pf>/vf<N>.json   the VF's state
+/// <dir>/<pf>/refuse       settings the driver refuses, one a line
+/// <dir>/calls.log         every change and refusal
+/// ```
 #[derive(Debug, Clone)]
 pub struct RecordingNetlink {
-    path: PathBuf,
+    dir: PathBuf,
 }
 
-/// The content of the state file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Every PF's state, for assertions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FakeLinks {
     pub links: BTreeMap<String, FakePf>,
 }
 
 /// One fake PF: its VFs, and what its driver refuses (`mac`, `vlan`,
 /// `vlan_proto`, `spoofchk`, `trust`, `link_state`, `rate`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FakePf {
     pub vfs: Vec<VfState>,
     #[serde(default)]
@@ -32,41 +39,34 @@ pub struct FakePf {
 }
 
 impl RecordingNetlink {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        RecordingNetlink { path: path.into() }
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RecordingNetlink { dir: dir.into() }
     }
 
-    /// Writes a state file with PFs of `numvfs` VFs in their default state
-    /// (spoofchk on, trust off, as most PF drivers start).
-    pub fn create(path: impl Into<PathBuf>, pfs: &[(&str, u32)]) -> std::io::Result<Self> {
-        let me = Self::new(path);
-        let mut links = FakeLinks::default();
+    /// Creates PFs of `numvfs` VFs in their default state (spoofchk on,
+    /// trust off, as most PF drivers start).
+    pub fn create(dir: impl Into<PathBuf>, pfs: &[(&str, u32)]) -> std::io::Result<Self> {
+        let me = Self::new(dir);
+        let vf = VfState {
+            spoofchk: Some(true),
+            trust: Some(false),
+            ..VfState::default()
+        };
         for (name, n) in pfs {
-            let vf = VfState {
-                spoofchk: Some(true),
-                trust: Some(false),
-                ..VfState::default()
-            };
-            links.links.insert(
-                name.to_string(),
-                FakePf {
-                    vfs: vec![vf; *n as usize],
-                    refuse: Vec::new(),
-                },
-            );
+            fs::create_dir_all(me.dir.join(name))?;
+            for i in 0..*n {
+                me.store_vf(name, i, &vf)?;
+            }
         }
-        me.store(&links)?;
         Ok(me)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.dir
     }
 
     pub fn calls_path(&self) -> PathBuf {
-        let mut p = self.path.clone().into_os_string();
-        p.push(".calls");
-        PathBuf::from(p)
+        self.dir.join("calls.log")
     }
 
     /// Every change so far, one line each.
@@ -78,35 +78,87 @@ impl RecordingNetlink {
             .collect()
     }
 
-    pub fn load(&self) -> std::io::Result<FakeLinks> {
-        let s = fs::read_to_string(&self.path)?;
-        serde_json::from_str(&s).map_err(std::io::Error::other)
+    fn vf_path(&self, pf: &str, vf: u32) -> PathBuf {
+        self.dir.join(pf).join(format!("vf{vf}.json"))
     }
 
-    pub fn store(&self, links: &FakeLinks) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        fs::write(&tmp, serde_json::to_vec_pretty(links)?)?;
-        fs::rename(tmp, &self.path)
+    fn store_vf(&self, pf: &str, vf: u32, st: &VfState) -> std::io::Result<()> {
+        let p = self.vf_path(pf, vf);
+        let tmp = p.with_extension("tmp");
+        fs::write(&tmp, serde_json::to_vec(st)?)?;
+        fs::rename(tmp, p)
+    }
+
+    fn refused_list(&self, pf: &str) -> Vec<String> {
+        fs::read_to_string(self.dir.join(pf).join("refuse"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Every PF and VF, for assertions.
+    pub fn load(&self) -> std::io::Result<FakeLinks> {
+        let mut links = FakeLinks::default();
+        for e in fs::read_dir(&self.dir)? {
+            let e = e?;
+            if !e.file_type()?.is_dir() {
+                continue;
+            }
+            let pf = e.file_name().to_string_lossy().to_string();
+            let mut vfs = Vec::new();
+            for i in 0.. {
+                match fs::read(self.vf_path(&pf, i)) {
+                    Ok(b) => vfs.push(serde_json::from_slice(&b).map_err(std::io::Error::other)?),
+                    Err(_) => break,
+                }
+            }
+            let refuse = self.refused_list(&pf);
+            links.links.insert(pf, FakePf { vfs, refuse });
+        }
+        Ok(links)
     }
 
     /// Makes the fake driver of `pf` refuse a setting, as igb refuses `link_state`.
     pub fn refuse(&self, pf: &str, what: &str) -> std::io::Result<()> {
-        let mut links = self.load()?;
-        if let Some(p) = links.links.get_mut(pf) {
-            p.refuse.push(what.to_string());
-        }
-        self.store(&links)
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(pf).join("refuse"))?;
+        writeln!(f, "{what}")
     }
 
-    fn lock(&self) -> std::io::Result<nix::fcntl::Flock<fs::File>> {
-        let mut p = self.path.clone().into_os_string();
-        p.push(".lock");
+    fn lock(&self, pf: &str, vf: u32) -> std::io::Result<nix::fcntl::Flock<fs::File>> {
+        let p = self.dir.join(pf).join(format!("vf{vf}.lock"));
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(PathBuf::from(p))?;
+            .open(p)?;
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e.into())
+    }
+
+    fn read_vf(&self, pf: &str, vf: u32) -> Result<VfState> {
+        if !self.dir.join(pf).is_dir() {
+            return Err(NetlinkError::NoSuchLink(pf.to_string()));
+        }
+        match fs::read(self.vf_path(pf, vf)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| NetlinkError::Other {
+                pf: pf.to_string(),
+                msg: e.to_string(),
+            }),
+            Err(_) => Err(NetlinkError::NoSuchVf {
+                pf: pf.to_string(),
+                vf,
+                count: fs::read_dir(self.dir.join(pf))
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                            .count()
+                    })
+                    .unwrap_or(0),
+            }),
+        }
     }
 
     fn change(
@@ -121,14 +173,9 @@ impl RecordingNetlink {
             pf: pf.to_string(),
             msg: e.to_string(),
         };
-        let _guard = self.lock().map_err(other)?;
-        let mut links = self.load().map_err(other)?;
-        let link = links
-            .links
-            .get_mut(pf)
-            .ok_or_else(|| NetlinkError::NoSuchLink(pf.to_string()))?;
-        let count = link.vfs.len();
-        if link.refuse.iter().any(|r| r == kind) {
+        let mut st = self.read_vf(pf, vf)?;
+        let _guard = self.lock(pf, vf).map_err(other)?;
+        if self.refused_list(pf).iter().any(|r| r == kind) {
             self.log(&format!("refused {pf} vf {vf} {what}"))
                 .map_err(other)?;
             return Err(NetlinkError::Refused {
@@ -138,16 +185,9 @@ impl RecordingNetlink {
                 source: std::io::Error::from_raw_os_error(nix::errno::Errno::EOPNOTSUPP as i32),
             });
         }
-        let st = link
-            .vfs
-            .get_mut(vf as usize)
-            .ok_or_else(|| NetlinkError::NoSuchVf {
-                pf: pf.to_string(),
-                vf,
-                count,
-            })?;
-        f(st);
-        self.store(&links).map_err(other)?;
+        st = self.read_vf(pf, vf).unwrap_or(st);
+        f(&mut st);
+        self.store_vf(pf, vf, &st).map_err(other)?;
         self.log(&format!("{pf} vf {vf} {what}")).map_err(other)
     }
 
@@ -162,22 +202,7 @@ impl RecordingNetlink {
 
 impl VfNetlink for RecordingNetlink {
     fn vf_state(&mut self, pf: &str, vf: u32) -> Result<VfState> {
-        let links = self.load().map_err(|e| NetlinkError::Other {
-            pf: pf.to_string(),
-            msg: e.to_string(),
-        })?;
-        let link = links
-            .links
-            .get(pf)
-            .ok_or_else(|| NetlinkError::NoSuchLink(pf.to_string()))?;
-        link.vfs
-            .get(vf as usize)
-            .cloned()
-            .ok_or(NetlinkError::NoSuchVf {
-                pf: pf.to_string(),
-                vf,
-                count: link.vfs.len(),
-            })
+        self.read_vf(pf, vf)
     }
     fn set_vf_mac(&mut self, pf: &str, vf: u32, mac: MacAddr) -> Result<()> {
         self.change(pf, vf, "mac", format!("mac {mac}"), |s| s.mac = mac)

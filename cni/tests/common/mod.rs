@@ -84,8 +84,8 @@ impl Bed {
                 10,
             )
             .unwrap();
-        let nl = RecordingNetlink::create(tmp.path().join("netlink.json"), &[("ens1f0", numvfs)])
-            .unwrap();
+        let nl =
+            RecordingNetlink::create(tmp.path().join("netlink"), &[("ens1f0", numvfs)]).unwrap();
         let state_dir = tmp.path().join("state");
         // Multus' device-info directory exists on a node that runs it.
         std::fs::create_dir_all(root.join(dpdk_cni::config::DEFAULT_DEVINFO_DIR)).unwrap();
