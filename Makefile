@@ -1,0 +1,39 @@
+# dpdk-cni: the few targets a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+TARGET := x86_64-unknown-linux-gnu
+PLUGIN := target/$(TARGET)/release/dpdk-cni
+CARGO ?= cargo
+
+.PHONY: help deps plugin demo test lint unit-test vm-test bench-smoke bench dpdk-test
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages (QEMU from bookworm-backports, DPDK, CNI plugins)
+	@scripts/install-deps.sh
+
+plugin: ## build the static dpdk-cni binary (target/x86_64-unknown-linux-gnu/release/dpdk-cni)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --target $(TARGET)
+
+demo: deps plugin ## boot the SR-IOV guest and attach a VF to a dpdk-testpmd pod, narrated
+	tests/vm/run.sh tests/vm/demo.sh
+
+test: deps lint unit-test bench-smoke vm-test ## install what is needed and run every test
+	@echo "make test: every tier passed"
+
+lint: ## cargo fmt --check and clippy with warnings denied
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit-test: ## unit tests, fake-node tests of the binary, netns and IPAM tests (root)
+	$(CARGO) test --locked --workspace
+
+vm-test: plugin ## every QEMU guest scenario in one boot
+	tests/vm/run.sh tests/vm/scenarios/all.sh
+
+bench-smoke: plugin ## the plugin bench, short: proves it runs and prints its summary
+	BENCH_ROUNDS=20 $(CARGO) bench --locked -p dpdk-cni-benches -- --test
+
+bench: deps plugin ## the full plugin bench (criterion); summary in target/bench-summary/
+	$(CARGO) bench --locked -p dpdk-cni-benches
