@@ -6,7 +6,7 @@ set -euo pipefail
 # Debian bookworm's own packages.
 PKGS=(
   make pkg-config clang libclang-dev          # build, bindgen
-  iproute2 util-linux time jq                 # netns tests, setpriv, peak RSS, JSON in scripts
+  iproute2 iputils-ping util-linux time jq    # netns tests, setpriv, peak RSS, JSON in scripts
   containernetworking-plugins                 # real IPAM plugins (host-local, static) and host-device
   dpdk-dev libdpdk-dev                        # dpdk-testpmd, headers and pkg-config files
   busybox-static cpio kmod                    # the test guest's initramfs

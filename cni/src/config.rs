@@ -57,6 +57,10 @@ pub struct RawConf {
     pub state_dir: Option<String>,
     pub runtime_config: Option<RuntimeConfig>,
     pub prev_result: Option<Value>,
+    pub fallback: Option<String>,
+    pub mtu: Option<u32>,
+    pub allowed_devices: Option<Vec<String>>,
+    pub mode: Option<String>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<ValidAttachment>>,
 }
@@ -69,6 +73,9 @@ pub struct RuntimeConfig {
     pub device_id: Option<String>,
     #[serde(rename = "CNIDeviceInfoFile")]
     pub device_info_file: Option<String>,
+    /// The pod's annotations (CRI capability `io.kubernetes.cri.pod-annotations`).
+    #[serde(rename = "io.kubernetes.cri.pod-annotations")]
+    pub pod_annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An entry of `cni.dev/valid-attachments` (GC).
@@ -82,14 +89,34 @@ pub struct ValidAttachment {
 /// How the device reaches the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceType {
+    /// Rebound to vfio-pci, for a DPDK application in user space.
     VfioPci,
+    /// The kernel netdev moved into the pod's namespace.
+    Netdevice,
+    /// A macvlan on `master`, for nodes with no SR-IOV.
+    Macvlan,
+}
+
+impl DeviceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceType::VfioPci => "vfio-pci",
+            DeviceType::Netdevice => "netdevice",
+            DeviceType::Macvlan => "macvlan",
+        }
+    }
 }
 
 /// Which device the netconf names, before it is looked up in sysfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceRef {
     Pci(PciAddress),
-    PfVf { master: String, vf: u32 },
+    PfVf {
+        master: String,
+        vf: u32,
+    },
+    /// The host interface a macvlan is made on.
+    Master(String),
 }
 
 /// Log verbosity (`logLevel`).
@@ -123,6 +150,11 @@ pub struct Plan {
     pub vf: VfSettings,
     pub device_info_file: Option<PathBuf>,
     pub prev_result: Option<Value>,
+    /// Fall back to the kernel netdev when vfio-pci cannot be served here.
+    pub fallback: bool,
+    pub mtu: Option<u32>,
+    /// PCI addresses or interface names a pfOnly PF must be among, when set.
+    pub allowed_devices: Option<Vec<String>>,
 }
 
 /// Parses stdin: bad JSON is a decode failure (6), a field of the wrong type
@@ -272,13 +304,73 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
     let base = base(raw, root)?;
     let device_type = match raw.device_type.as_deref() {
         None | Some("vfio-pci") => DeviceType::VfioPci,
+        Some("netdevice") => DeviceType::Netdevice,
+        Some("macvlan") => DeviceType::Macvlan,
         Some(o) => {
             return Err(CniError::netconf(format!(
-                "unsupported deviceType {o:?}: use \"vfio-pci\""
+                "unsupported deviceType {o:?}: use \"vfio-pci\", \"netdevice\" or \"macvlan\""
             )))
         }
     };
+    let fallback = match raw.fallback.as_deref() {
+        None => false,
+        Some("netdevice") if device_type == DeviceType::VfioPci => true,
+        Some("netdevice") => return Err(CniError::netconf(
+            "fallback applies to deviceType vfio-pci only: drop it or set deviceType to vfio-pci",
+        )),
+        Some(o) => {
+            return Err(CniError::netconf(format!(
+                "invalid fallback {o:?}: the only fallback is \"netdevice\""
+            )))
+        }
+    };
+    if let Some(m) = raw.mtu {
+        if device_type == DeviceType::VfioPci && !fallback {
+            return Err(CniError::netconf(
+                "mtu applies to a kernel interface: with deviceType vfio-pci the DPDK application sets it",
+            ));
+        }
+        if !(68..=65535).contains(&m) {
+            return Err(CniError::netconf(format!(
+                "invalid mtu {m}: use 68 to 65535"
+            )));
+        }
+    }
     let pf_only = raw.pf_only.unwrap_or(false);
+    if device_type == DeviceType::Macvlan {
+        let master = raw.master.clone().ok_or_else(|| {
+            CniError::netconf(
+                "deviceType macvlan needs \"master\": the host interface to attach to",
+            )
+        })?;
+        if !crate::env::valid_ifname(&master) {
+            return Err(CniError::netconf(format!(
+                "invalid master {master:?}: not an interface name"
+            )));
+        }
+        if let Some(m) = raw.mode.as_deref().filter(|m| *m != "bridge") {
+            return Err(CniError::netconf(format!(
+                "unsupported macvlan mode {m:?}: dpdk-cni makes bridge mode macvlans"
+            )));
+        }
+        if pf_only || raw.device_id.is_some() || raw.vlan.is_some() || raw.mac.is_some() {
+            return Err(CniError::netconf(
+                "deviceType macvlan takes master, mtu and ipam: pfOnly, deviceID and VF settings do not apply",
+            ));
+        }
+        return Ok(Plan {
+            base,
+            device_type,
+            device: DeviceRef::Master(master),
+            pf_only: false,
+            vf: VfSettings::default(),
+            device_info_file: devinfo_file(raw)?,
+            prev_result: raw.prev_result.clone(),
+            fallback: false,
+            mtu: raw.mtu,
+            allowed_devices: None,
+        });
+    }
 
     // The device: runtimeConfig.deviceID (device plugin via Multus), then
     // deviceID, then Multus' pciBusID, then master with a VF index.
@@ -383,9 +475,42 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
             )))
         }
     };
-    if raw.min_tx_rate.is_some() || raw.max_tx_rate.is_some() {
+    // Per-pod overrides from the pod's annotations (an older fork's names).
+    let annotations = rc.pod_annotations.clone().unwrap_or_default();
+    let mut max_tx_rate = raw.max_tx_rate;
+    if let Some(v) = annotations.get("networks-sriov-vlan") {
+        let id: u16 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id <= 4094)
+            .ok_or_else(|| {
+                CniError::netconf(format!(
+                "invalid pod annotation networks-sriov-vlan={v:?}: use a VLAN id from 0 to 4094"
+            ))
+            })?;
+        let (qos, proto) = vf
+            .vlan
+            .map(|x| (x.qos, x.proto))
+            .unwrap_or((0, VlanProto::Dot1Q));
+        if id == 0 && (qos != 0 || proto == VlanProto::Dot1Ad) {
+            return Err(CniError::netconf(
+                "pod annotation networks-sriov-vlan=0 conflicts with vlanQoS/vlanProto in the netconf",
+            ));
+        }
+        vf.vlan = Some(Vlan { id, qos, proto });
+    }
+    if let Some(v) = annotations.get("networks-sriov-txrate") {
+        let rate: u32 = v.trim().parse().map_err(|_| {
+            CniError::netconf(format!(
+                "invalid pod annotation networks-sriov-txrate={v:?}: use the maximum tx rate in Mbps"
+            ))
+        })?;
+        max_tx_rate = Some(rate);
+    }
+    if raw.min_tx_rate.is_some() || max_tx_rate.is_some() {
         let min = raw.min_tx_rate.unwrap_or(0);
-        let max = raw.max_tx_rate.unwrap_or(0);
+        let max = max_tx_rate.unwrap_or(0);
         if max != 0 && min > max {
             return Err(CniError::netconf(format!(
                 "min_tx_rate {min} is above max_tx_rate {max}: lower min_tx_rate or raise max_tx_rate (0 = no limit)"
@@ -398,22 +523,36 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
             "pfOnly hands over the whole PF: VF settings (mac, vlan, spoofchk, trust, link_state, rates) do not apply",
         ));
     }
-    let device_info_file = match rc.device_info_file.as_deref() {
-        Some(f) if f.starts_with('/') => Some(PathBuf::from(f)),
-        Some(f) => {
-            return Err(CniError::netconf(format!(
-                "runtimeConfig.CNIDeviceInfoFile {f:?} must be an absolute path"
-            )))
-        }
-        None => None,
-    };
+    let allowed_devices = raw.allowed_devices.clone();
+    if allowed_devices.is_some() && !pf_only {
+        return Err(CniError::netconf(
+            "allowedDevices restricts pfOnly: set \"pfOnly\": true or drop it",
+        ));
+    }
     Ok(Plan {
         base,
         device_type,
         device,
         pf_only,
         vf,
-        device_info_file,
+        device_info_file: devinfo_file(raw)?,
         prev_result: raw.prev_result.clone(),
+        fallback,
+        mtu: raw.mtu,
+        allowed_devices,
     })
+}
+
+fn devinfo_file(raw: &RawConf) -> Result<Option<PathBuf>> {
+    match raw
+        .runtime_config
+        .as_ref()
+        .and_then(|r| r.device_info_file.as_deref())
+    {
+        Some(f) if f.starts_with('/') => Ok(Some(PathBuf::from(f))),
+        Some(f) => Err(CniError::netconf(format!(
+            "runtimeConfig.CNIDeviceInfoFile {f:?} must be an absolute path"
+        ))),
+        None => Ok(None),
+    }
 }

@@ -18,7 +18,7 @@ pub fn default_path(root: &Path, a: &Attachment) -> PathBuf {
 
 /// The device-info document for an attachment.
 pub fn document(a: &Attachment) -> Value {
-    json!({
+    let mut doc = json!({
         "type": "pci",
         "version": "1.1.0",
         "pci": {
@@ -33,7 +33,21 @@ pub fn document(a: &Attachment) -> Value {
             "original-driver": a.original_driver.clone().unwrap_or_default(),
             "device-type": a.device_type,
         }
-    })
+    });
+    if a.device_type != "vfio-pci" {
+        // A DPDK application reaches a kernel interface through net_af_packet.
+        let pci = &mut doc["pci"];
+        pci["interface"] = a.ifname.clone().into();
+        pci["eal-vdev"] = format!("net_af_packet0,iface={}", a.ifname).into();
+        if a.device_type == "macvlan" {
+            pci["pci-address"] = "".into();
+            pci["master"] = a.device.clone().into();
+        }
+        if let Some(r) = &a.fallback_reason {
+            pci["fallback-reason"] = r.clone().into();
+        }
+    }
+    doc
 }
 
 pub fn write(path: &Path, a: &Attachment) -> Result<()> {

@@ -7,7 +7,16 @@ use crate::error::{code, CniError, Result};
 /// The variable naming the failpoint.
 pub const ENV: &str = "DPDK_CNI_FAILPOINT";
 
-/// Every failpoint of ADD, in the order ADD reaches them.
+/// Every failpoint of a netdevice ADD, in the order it reaches them.
+pub const NETDEVICE_STEPS: &[&str] = &[
+    "recorded",
+    "vf-configured",
+    "ipam-done",
+    "moved",
+    "device-info-written",
+];
+
+/// Every failpoint of a vfio-pci ADD, in the order ADD reaches them.
 pub const ADD_STEPS: &[&str] = &[
     "recorded",
     "vf-configured",

@@ -68,6 +68,35 @@ pub struct Attachment {
     pub device_info_file: Option<PathBuf>,
     pub ipam: Option<Value>,
     pub result: Option<Value>,
+    /// Kernel modes: the netdev as it was in the host namespace.
+    #[serde(default)]
+    pub original_link: Option<OriginalLink>,
+    /// Macvlan mode: the name the link was created under in the host namespace.
+    #[serde(default)]
+    pub macvlan_name: Option<String>,
+    /// Why vfio-pci was not used, when the netdevice fallback served the ADD.
+    #[serde(default)]
+    pub fallback_reason: Option<String>,
+}
+
+/// A netdev's name, MAC, MTU and state before ADD moved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalLink {
+    pub name: String,
+    pub mac: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+impl From<crate::netlink::Link> for OriginalLink {
+    fn from(l: crate::netlink::Link) -> Self {
+        OriginalLink {
+            name: l.name,
+            mac: l.mac.map(|m| m.to_string()),
+            mtu: l.mtu,
+            up: l.up,
+        }
+    }
 }
 
 /// Who holds a device.

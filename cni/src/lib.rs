@@ -13,6 +13,7 @@ pub mod env;
 pub mod error;
 pub mod failpoint;
 pub mod ipam;
+pub mod kernel;
 pub mod ledger;
 pub mod log;
 pub mod netlink;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vfio::{BindOptions, IommuMode, PciAddress, Sysfs, VFIO_PCI};
 
-use crate::config::{self, Base, DeviceRef, Plan, RawConf};
+use crate::config::{self, Base, DeviceRef, DeviceType, Plan, RawConf};
 use crate::env::CniEnv;
 use crate::error::{code, CniError, Result};
 use crate::failpoint;
@@ -52,7 +52,7 @@ impl Node {
         }
     }
 
-    fn nl(&mut self) -> Result<&mut dyn VfNetlink> {
+    pub(crate) fn nl(&mut self) -> Result<&mut dyn VfNetlink> {
         if self.netlink.is_none() {
             let nl = (self.netlink_factory)()
                 .map_err(|e| CniError::io(format!("failed to open a netlink socket: {e}")))?;
@@ -115,6 +115,9 @@ fn resolve(node: &Node, plan: &Plan) -> Result<Target> {
                 ))),
             }
         }
+        DeviceRef::Master(m) => Err(CniError::netconf(format!(
+            "master {m:?} names a macvlan parent, not a device to hand over"
+        ))),
         DeviceRef::PfVf { master, vf } => {
             let pf = sysfs.device_of_netdev(master).map_err(|_| {
                 not_found(format!(
@@ -179,7 +182,12 @@ fn ipam_netconf(stdin_conf: Option<&Value>, a: &Attachment) -> Option<Value> {
     }
 }
 
-fn ipam_call(env: &CniEnv, a: &Attachment, command: &str, conf: &Value) -> Result<Option<Value>> {
+pub(crate) fn ipam_call(
+    env: &CniEnv,
+    a: &Attachment,
+    command: &str,
+    conf: &Value,
+) -> Result<Option<Value>> {
     let ty = config::ipam_type(conf.get("ipam").unwrap_or(&Value::Null))?;
     let bin = ipam::find(ty, &env.path)?;
     let args = env
@@ -205,21 +213,45 @@ fn ipam_call(env: &CniEnv, a: &Attachment, command: &str, conf: &Value) -> Resul
     ipam::exec(&call, command, conf)
 }
 
-/// CNI ADD.
-pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result<Value> {
-    let plan = config::plan(raw, env, &node.root)?;
-    let ledger = Ledger::new(&plan.base.state_dir);
-    let target = resolve(node, &plan)?;
-    let dev = target.device;
-    let sysfs = node.sysfs.clone();
-
+/// Checks the node can give `dev` to user space through vfio-pci.
+fn vfio_ready(sysfs: &Sysfs, dev: PciAddress) -> Result<(Option<u32>, IommuMode)> {
     if !sysfs.vfio_pci_loaded() {
         return Err(CniError::new(
             code::VFIO_UNAVAILABLE,
             "the vfio-pci driver is not loaded: run modprobe vfio-pci on the node",
         ));
     }
-    let (group, mode) = sysfs.check_vfio_viable(dev)?;
+    Ok(sysfs.check_vfio_viable(dev)?)
+}
+
+/// CNI ADD.
+pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result<Value> {
+    let plan = config::plan(raw, env, &node.root)?;
+    let ledger = Ledger::new(&plan.base.state_dir);
+    if plan.device_type == DeviceType::Macvlan {
+        return crate::kernel::add_macvlan(node, env, &plan, conf, &ledger);
+    }
+    let target = resolve(node, &plan)?;
+    let dev = target.device;
+    let sysfs = node.sysfs.clone();
+
+    let mut kind = plan.device_type;
+    let mut fallback_reason = None;
+    let (mut group, mut mode) = (None, IommuMode::Iommu);
+    if kind == DeviceType::VfioPci {
+        match vfio_ready(&sysfs, dev) {
+            Ok((g, m)) => (group, mode) = (g, m),
+            Err(e) if plan.fallback && e.code == code::VFIO_UNAVAILABLE => {
+                log::info(&format!(
+                    "{dev}: vfio-pci cannot be served ({}); falling back to netdevice",
+                    e.msg
+                ));
+                kind = DeviceType::Netdevice;
+                fallback_reason = Some(e.msg);
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if !plan.vf.is_empty() && target.pf_ifname.is_none() {
         return Err(CniError::new(
             code::DEVICE_NOT_FOUND,
@@ -229,6 +261,16 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     if let Some(ipam) = &plan.base.ipam {
         ipam::find(config::ipam_type(ipam)?, &env.path)?;
     }
+    // The kernel path looks at the netdev before anything changes.
+    let host_link = match kind {
+        DeviceType::Netdevice => Some(crate::kernel::check_netdevice(
+            node,
+            &plan,
+            dev,
+            target.pf.is_none(),
+        )?),
+        _ => None,
+    };
 
     let _lock = ledger.lock_device(&dev.to_string(), LOCK_WAIT)?;
     let me = Claim {
@@ -275,7 +317,7 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         netns: env.netns.clone(),
         cni_version: plan.base.cni_version.clone(),
         phase: Phase::Pending,
-        device_type: "vfio-pci".into(),
+        device_type: kind.as_str().into(),
         device: dev.to_string(),
         pf: target.pf.map(|p| p.to_string()),
         pf_ifname: target.pf_ifname.clone(),
@@ -292,6 +334,9 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         device_info_file: None,
         ipam: plan.base.ipam.clone(),
         result: None,
+        original_link: host_link.map(Into::into),
+        macvlan_name: None,
+        fallback_reason,
     };
     att.device_info_file = Some(
         plan.device_info_file
@@ -302,12 +347,24 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     ledger.save(&att, true)?;
     ledger.set_claim(&att.device, &me)?;
     log::info(&format!(
-        "ADD {} {}: {dev} (driver {:?}, group {group:?}, NUMA {:?})",
-        att.container_id, att.ifname, att.original_driver, att.numa_node
+        "ADD {} {}: {dev} as {} (driver {:?}, group {group:?}, NUMA {:?})",
+        att.container_id, att.ifname, att.device_type, att.original_driver, att.numa_node
     ));
 
     let mut ipam_held = false;
-    match add_steps(node, env, &plan, conf, &ledger, &mut att, &mut ipam_held) {
+    let res = match kind {
+        DeviceType::VfioPci => add_steps(node, env, &plan, conf, &ledger, &mut att, &mut ipam_held),
+        _ => crate::kernel::netdevice_steps(
+            node,
+            env,
+            &plan,
+            conf,
+            &ledger,
+            &mut att,
+            &mut ipam_held,
+        ),
+    };
+    match res {
         Ok(v) => Ok(v),
         Err(e) => {
             log::warn(&format!("ADD of {dev} failed, rolling back: {}", e.msg));
@@ -409,10 +466,10 @@ fn add_steps(
 }
 
 /// Undoes an attachment whatever part of ADD ran: IPAM (when `ipam_held`),
-/// device-info file, VF settings, driver, each compared with the recorded
-/// original. Carries on past failures; the record stays when any step failed
-/// so that a later DEL can try again.
-fn teardown(
+/// device-info file, the netdev (kernel modes), VF settings, driver, each
+/// compared with the recorded original. Carries on past failures; the record
+/// stays when any step failed so that a later DEL can try again.
+pub(crate) fn teardown(
     node: &mut Node,
     env: &CniEnv,
     conf: Option<&Value>,
@@ -421,8 +478,7 @@ fn teardown(
     ipam_held: bool,
 ) -> Result<()> {
     let mut errors: Vec<String> = Vec::new();
-    let dev: PciAddress = att.device.parse()?;
-    let sysfs = node.sysfs.clone();
+    let what = format!("{} {}", att.device_type, att.device);
 
     if ipam_held {
         if let Some(c) = ipam_netconf(conf, att) {
@@ -438,8 +494,37 @@ fn teardown(
             Err(e) => errors.push(format!("failed to remove {}: {e}", p.display())),
         }
     }
-    // VF settings go back while no VF driver is bound, so the VF driver
-    // starts from the original admin state when it probes again.
+    match att.device_type.as_str() {
+        "macvlan" => errors.extend(crate::kernel::release_macvlan(att)),
+        "netdevice" => {
+            errors.extend(crate::kernel::release_netdevice(node, att));
+            restore_vf(node, att, &mut errors);
+        }
+        _ => {
+            // VF settings go back while no VF driver is bound, so the VF
+            // driver starts from the original admin state when it probes again.
+            restore_vf(node, att, &mut errors);
+            restore_driver(node, att, &mut errors)?;
+        }
+    }
+    if !errors.is_empty() {
+        return Err(CniError::io(format!(
+            "could not fully release {what}: {}",
+            errors.join("; ")
+        )));
+    }
+    if att.device_type != "macvlan" {
+        ledger.release_claim(&att.device, &claim_of(att))?;
+    }
+    ledger.remove(att)?;
+    log::info(&format!(
+        "released {what} of {} {}",
+        att.container_id, att.ifname
+    ));
+    Ok(())
+}
+
+fn restore_vf(node: &mut Node, att: &Attachment, errors: &mut Vec<String>) {
     if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {
         match node.nl() {
             Ok(nl) => {
@@ -450,44 +535,37 @@ fn teardown(
             Err(e) => errors.push(e.msg),
         }
     }
-    if sysfs.device(dev).is_ok() {
-        let d = sysfs.device(dev)?;
-        let now = (d.driver()?, d.driver_override()?);
-        if now != (att.original_driver.clone(), att.original_override.clone()) {
-            match sysfs.restore_driver(
-                dev,
-                att.original_driver.as_deref(),
-                att.original_override.as_deref(),
-                node.bind,
-            ) {
-                Ok(()) => {
-                    if !att.original_netdevs.is_empty() {
-                        if let Err(e) = sysfs.wait_netdev(dev, node.bind) {
-                            errors.push(e.to_string());
-                        }
-                    }
+}
+
+fn restore_driver(node: &Node, att: &Attachment, errors: &mut Vec<String>) -> Result<()> {
+    let dev: PciAddress = att.device.parse()?;
+    let sysfs = &node.sysfs;
+    let Ok(d) = sysfs.device(dev) else {
+        log::warn(&format!("{dev} is gone from the node; nothing to rebind"));
+        return Ok(());
+    };
+    let now = (d.driver()?, d.driver_override()?);
+    if now == (att.original_driver.clone(), att.original_override.clone()) {
+        return Ok(());
+    }
+    match sysfs.restore_driver(
+        dev,
+        att.original_driver.as_deref(),
+        att.original_override.as_deref(),
+        node.bind,
+    ) {
+        Ok(()) => {
+            if !att.original_netdevs.is_empty() {
+                if let Err(e) = sysfs.wait_netdev(dev, node.bind) {
+                    errors.push(e.to_string());
                 }
-                Err(e) => errors.push(format!(
-                    "failed to give {dev} back to {:?}: {e}",
-                    att.original_driver
-                )),
             }
         }
-    } else {
-        log::warn(&format!("{dev} is gone from the node; nothing to rebind"));
+        Err(e) => errors.push(format!(
+            "failed to give {dev} back to {:?}: {e}",
+            att.original_driver
+        )),
     }
-    if !errors.is_empty() {
-        return Err(CniError::io(format!(
-            "could not fully release {dev}: {}",
-            errors.join("; ")
-        )));
-    }
-    ledger.release_claim(&att.device, &claim_of(att))?;
-    ledger.remove(att)?;
-    log::info(&format!(
-        "released {dev} of {} {}",
-        att.container_id, att.ifname
-    ));
     Ok(())
 }
 
@@ -534,6 +612,31 @@ pub fn check(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Resu
             att.device, att.phase
         )));
     }
+    if att.device_type == "vfio-pci" {
+        check_vfio(node, &att)?;
+    } else {
+        crate::kernel::check_in_pod(&att)?;
+    }
+    if let (Some(pf), Some(vf)) = (&att.pf_ifname, att.vf_index) {
+        if !att.vf_settings.is_empty() {
+            let now = node.nl()?.vf_state(pf, vf)?;
+            let drift = netlink::vf_drift(&att.vf_settings, &now);
+            if !drift.is_empty() {
+                return Err(fail(format!(
+                    "VF {vf} of {pf} drifted: {}",
+                    drift.join(", ")
+                )));
+            }
+        }
+    }
+    if att.ipam.is_some() {
+        ipam_call(env, &att, "CHECK", conf)?;
+    }
+    Ok(())
+}
+
+fn check_vfio(node: &Node, att: &Attachment) -> Result<()> {
+    let fail = |m: String| CniError::new(code::CHECK_FAILED, m);
     let dev: PciAddress = att.device.parse()?;
     let d = node
         .sysfs
@@ -551,21 +654,6 @@ pub fn check(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Resu
         if !on_disk.exists() {
             return Err(fail(format!("{} vanished", p.display())));
         }
-    }
-    if let (Some(pf), Some(vf)) = (&att.pf_ifname, att.vf_index) {
-        if !att.vf_settings.is_empty() {
-            let now = node.nl()?.vf_state(pf, vf)?;
-            let drift = netlink::vf_drift(&att.vf_settings, &now);
-            if !drift.is_empty() {
-                return Err(fail(format!(
-                    "VF {vf} of {pf} drifted: {}",
-                    drift.join(", ")
-                )));
-            }
-        }
-    }
-    if att.ipam.is_some() {
-        ipam_call(env, &att, "CHECK", conf)?;
     }
     Ok(())
 }

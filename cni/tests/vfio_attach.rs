@@ -311,3 +311,29 @@ fn gc_leaves_other_networks_alone() {
     assert!(out.ok());
     assert_eq!(bed.driver(0).as_deref(), Some("vfio-pci"));
 }
+
+#[test]
+fn pod_annotations_override_vlan_and_tx_rate() {
+    let bed = Bed::new(2);
+    let ann = |vlan: &str, rate: &str| {
+        json!({"vlan": 100, "max_tx_rate": 1000, "runtimeConfig": {"io.kubernetes.cri.pod-annotations": {
+            "networks-sriov-vlan": vlan, "networks-sriov-txrate": rate, "other": "x"}}})
+    };
+    let conf = bed.conf(0, ann("200", "500"));
+    assert!(bed.run("ADD", "p", &conf).ok());
+    let vf = &bed.nl.load().unwrap().links["ens1f0"].vfs[0];
+    assert_eq!((vf.vlan, vf.max_tx_rate), (200, 500));
+    assert!(bed.run("DEL", "p", &conf).ok());
+
+    for (vlan, rate, says) in [
+        ("abc", "5", "networks-sriov-vlan"),
+        ("5000", "5", "networks-sriov-vlan"),
+        ("7", "fast", "networks-sriov-txrate"),
+    ] {
+        let before = bed.state();
+        let out = bed.run("ADD", "p", &bed.conf(0, ann(vlan, rate)));
+        assert_eq!(out.err_code(), 7, "{vlan} {rate}");
+        assert!(out.msg().contains(says), "{}", out.msg());
+        common::assert_same(&before, &bed.state());
+    }
+}

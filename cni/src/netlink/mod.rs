@@ -7,12 +7,17 @@
 //! [`RecordingNetlink`] a fake that keeps VF state in a file and logs every
 //! call, for tests.
 
+mod addr;
+pub mod garp;
+mod link;
+pub mod netns;
 mod record;
 mod rtnl;
 mod types;
 mod vf_get;
 mod vf_set;
 
+pub use link::Link;
 pub use record::RecordingNetlink;
 pub use rtnl::RtNetlink;
 pub use types::{LinkState, MacAddr, Rate, VfSettings, VfState, Vlan, VlanProto};
