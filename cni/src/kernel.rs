@@ -233,7 +233,12 @@ fn configure_in_pod(cfg: PodIface) -> Result<Link> {
         nl.add_route(&link, r.dst, r.prefix, r.gw).map_err(nl_err)?;
     }
     let link = wait_for_carrier(&nl, &cfg.to)?;
-    if let Some(mac) = link.mac {
+    if !link.lower_up {
+        log::info(&format!(
+            "{} has no carrier yet; not announcing its addresses",
+            cfg.to
+        ));
+    } else if let Some(mac) = link.mac {
         for ip in &cfg.ips {
             if let IpAddr::V4(v4) = ip.ip {
                 if let Err(e) = netlink::garp::send_gratuitous_arp(link.index, mac, v4) {
