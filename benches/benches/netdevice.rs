@@ -15,27 +15,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dpdk_cni::netlink::RecordingNetlink;
+use dpdk_cni_benches::{plugin_bin, write_summary};
 use serde_json::json;
 use vfio::fake::FakeNode;
 
 const HOST_DEVICE: &str = "/usr/lib/cni/host-device";
-
-fn plugin_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("DPDK_CNI_BIN") {
-        return p.into();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("target"));
-    let p = target.join("x86_64-unknown-linux-gnu/release/dpdk-cni");
-    assert!(
-        p.exists(),
-        "{} is missing: run make plugin first (make bench does)",
-        p.display()
-    );
-    p
-}
 
 fn ip(args: &[&str]) {
     assert!(
@@ -204,13 +188,9 @@ fn bench(c: &mut Criterion) {
         oa.as_secs_f64() * 1e3,
         ta.as_secs_f64() * 1e3
     );
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-summary");
-    let _ = std::fs::create_dir_all(&dir);
-    let s = json!({"rounds": rounds, "dpdk_cni_median_us": o.as_micros(), "host_device_median_us": t.as_micros(), "ratio": ratio});
-    let _ = std::fs::write(
-        dir.join("netdevice.json"),
-        serde_json::to_vec_pretty(&s).unwrap(),
-    );
+    let s = json!({"rounds": rounds, "dpdk_cni_median_us": o.as_micros(), "host_device_median_us": t.as_micros(),
+        "dpdk_cni_add_median_us": oa.as_micros(), "host_device_add_median_us": ta.as_micros(), "ratio": ratio});
+    write_summary("netdevice", &s);
 }
 
 criterion_group! {

@@ -16,25 +16,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dpdk_cni::netlink::RecordingNetlink;
+use dpdk_cni_benches::{plugin_bin, write_summary};
 use serde_json::{json, Value};
 use vfio::fake::FakeNode;
-
-fn plugin_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("DPDK_CNI_BIN") {
-        return p.into();
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("target"));
-    let p = target.join("release/dpdk-cni");
-    assert!(
-        p.exists(),
-        "{} is missing: cargo build --release -p dpdk-cni first (make bench does)",
-        p.display()
-    );
-    p
-}
 
 /// A fake node with one PF of `numvfs` VFs, ready for ADD on VF 1.
 ///
@@ -254,12 +238,7 @@ fn summary(small: &Bed, large: &Bed) {
         s["add_256_over_8"].as_f64().unwrap()
     );
     println!("  peak RSS             {:>8} KiB (target < 8192)", rss_kib);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-summary");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(
-        dir.join("plugin.json"),
-        serde_json::to_vec_pretty(&s).unwrap(),
-    );
+    write_summary("plugin", &s);
 }
 
 criterion_group! {

@@ -66,6 +66,19 @@ pub fn check_capabilities() -> Result<()> {
     }
 }
 
+/// The netconf's `cniVersion` when it is one we speak, else the newest.
+fn input_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|v| version::is_supported(v))
+        .unwrap_or_else(|| version::LATEST.to_string())
+}
+
 /// Runs one command; `Ok(Some(v))` is printed, `Ok(None)` prints nothing.
 pub fn run(
     cmd: Command,
@@ -74,16 +87,7 @@ pub fn run(
     node: &mut Node,
 ) -> Result<Option<Value>> {
     if cmd == Command::Version {
-        let v = serde_json::from_slice::<Value>(stdin)
-            .ok()
-            .and_then(|v| {
-                v.get("cniVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .filter(|v| version::is_supported(v))
-            .unwrap_or_else(|| version::LATEST.to_string());
-        return Ok(Some(version::version_info(&v)));
+        return Ok(Some(version::version_info(&input_version(stdin))));
     }
     let cenv = env::read(cmd, get)?;
     let (raw, conf) = config::parse_raw(stdin)?;
@@ -114,15 +118,7 @@ pub fn run(
 
 /// The whole plugin process: returns the exit code.
 pub fn main_with(get: &dyn Fn(&str) -> Option<String>, stdin: &[u8], out: &mut dyn Write) -> i32 {
-    let version_of_input = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .filter(|v| version::is_supported(v))
-        .unwrap_or_else(|| version::LATEST.to_string());
+    let version_of_input = input_version(stdin);
     let res = env::command(get).and_then(|cmd| {
         let mut node = node_from_env(get);
         run(cmd, get, stdin, &mut node)

@@ -354,11 +354,7 @@ pub fn netdevice_steps(
     ipam_held: &mut bool,
 ) -> Result<Value> {
     failpoint::hit("recorded")?;
-    if let (Some(pf), Some(vf), Some(orig)) =
-        (att.pf_ifname.clone(), att.vf_index, att.original_vf.clone())
-    {
-        netlink::apply_vf_settings(node.nl()?, &pf, vf, &plan.vf, &orig)?;
-    }
+    crate::plugin::apply_vf(node, plan, att)?;
     failpoint::hit("vf-configured")?;
     let ipam_result = run_ipam(env, att, conf, ipam_held)?;
     failpoint::hit("ipam-done")?;
@@ -434,18 +430,14 @@ pub fn add_macvlan(
             format!("master {master:?} does not exist on this node"),
         )
     })?;
-    if ledger
-        .load(&plan.base.name, &env.container_id, &env.ifname)?
-        .is_some()
-    {
-        return Err(CniError::new(
-            code::DEVICE_BUSY,
-            format!(
-                "container {} already has an attachment {} on network {}: DEL it first",
-                env.container_id, env.ifname, plan.base.name
-            ),
-        ));
-    }
+    crate::plugin::refuse_second_attachment(
+        ledger,
+        &crate::ledger::Claim {
+            network: plan.base.name.clone(),
+            container_id: env.container_id.clone(),
+            ifname: env.ifname.clone(),
+        },
+    )?;
     let tmp = macvlan_name(&env.container_id, &env.ifname);
     let mut att = Attachment {
         network: plan.base.name.clone(),

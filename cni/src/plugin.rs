@@ -213,6 +213,32 @@ pub(crate) fn ipam_call(
     ipam::exec(&call, command, conf)
 }
 
+/// A container has at most one attachment per network and interface name.
+pub(crate) fn refuse_second_attachment(ledger: &Ledger, me: &Claim) -> Result<()> {
+    if ledger
+        .load(&me.network, &me.container_id, &me.ifname)?
+        .is_some()
+    {
+        return Err(CniError::new(
+            code::DEVICE_BUSY,
+            format!(
+                "container {} already has an attachment {} on network {}: DEL it first",
+                me.container_id, me.ifname, me.network
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies the netconf's VF settings through the PF, if the device is a VF
+/// and any are set.
+pub(crate) fn apply_vf(node: &mut Node, plan: &Plan, att: &Attachment) -> Result<()> {
+    if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {
+        netlink::apply_vf_settings(node.nl()?, pf, vf, &plan.vf, orig)?;
+    }
+    Ok(())
+}
+
 /// Checks the node can give `dev` to user space through vfio-pci.
 fn vfio_ready(sysfs: &Sysfs, dev: PciAddress) -> Result<(Option<u32>, IommuMode)> {
     if !sysfs.vfio_pci_loaded() {
@@ -292,18 +318,7 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         };
         return Err(CniError::new(code::DEVICE_BUSY, msg));
     }
-    if ledger
-        .load(&me.network, &me.container_id, &me.ifname)?
-        .is_some()
-    {
-        return Err(CniError::new(
-            code::DEVICE_BUSY,
-            format!(
-                "container {} already has an attachment {} on network {}: DEL it first",
-                me.container_id, me.ifname, me.network
-            ),
-        ));
-    }
+    refuse_second_attachment(&ledger, &me)?;
 
     let d = sysfs.device(dev)?;
     let original_vf = match (&target.pf_ifname, target.vf_index) {
@@ -394,11 +409,7 @@ fn add_steps(
     let dev: PciAddress = att.device.parse()?;
     let sysfs = node.sysfs.clone();
 
-    if let (Some(pf), Some(vf), Some(orig)) =
-        (att.pf_ifname.clone(), att.vf_index, att.original_vf.clone())
-    {
-        netlink::apply_vf_settings(node.nl()?, &pf, vf, &plan.vf, &orig)?;
-    }
+    apply_vf(node, plan, att)?;
     failpoint::hit("vf-configured")?;
 
     let driver_dir = sysfs.driver_dir(VFIO_PCI);

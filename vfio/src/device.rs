@@ -31,6 +31,19 @@ impl<'a> PciDevice<'a> {
         self.sysfs
     }
 
+    /// The last component of the symlink `name`, parsed; `None` when there is no such link.
+    fn link_attr<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
+        let link = self.dir.join(name);
+        if link.symlink_metadata().is_err() {
+            return Ok(None);
+        }
+        let target = read_link_name(&link)?;
+        target.parse().map(Some).map_err(|_| VfioError::Parse {
+            path: link,
+            content: target,
+        })
+    }
+
     fn hex_attr(&self, name: &str) -> Result<u32> {
         let path = self.dir.join(name);
         let s = read_trimmed(&path)?;
@@ -92,15 +105,7 @@ impl<'a> PciDevice<'a> {
 
     /// The IOMMU group number (`iommu_group` symlink), or `None` without an IOMMU.
     pub fn iommu_group(&self) -> Result<Option<u32>> {
-        let link = self.dir.join("iommu_group");
-        if link.symlink_metadata().is_err() {
-            return Ok(None);
-        }
-        let name = read_link_name(&link)?;
-        name.parse().map(Some).map_err(|_| VfioError::Parse {
-            path: link,
-            content: name,
-        })
+        self.link_attr("iommu_group")
     }
 
     /// Every device in this device's IOMMU group, itself included.
@@ -121,15 +126,7 @@ impl<'a> PciDevice<'a> {
 
     /// The PF of a VF (`physfn` symlink); `None` for anything that is not a VF.
     pub fn physfn(&self) -> Result<Option<PciAddress>> {
-        let link = self.dir.join("physfn");
-        if link.symlink_metadata().is_err() {
-            return Ok(None);
-        }
-        let name = read_link_name(&link)?;
-        name.parse().map(Some).map_err(|_| VfioError::Parse {
-            path: link,
-            content: name,
-        })
+        self.link_attr("physfn")
     }
 
     /// The VFs of a PF as `(index, address)` from its `virtfnN` links, by index.
@@ -156,15 +153,7 @@ impl<'a> PciDevice<'a> {
 
     /// `virtfn<index>` of a PF.
     pub fn virtfn(&self, index: u32) -> Result<Option<PciAddress>> {
-        let link = self.dir.join(format!("virtfn{index}"));
-        if link.symlink_metadata().is_err() {
-            return Ok(None);
-        }
-        let name = read_link_name(&link)?;
-        name.parse().map(Some).map_err(|_| VfioError::Parse {
-            path: link,
-            content: name,
-        })
+        self.link_attr(&format!("virtfn{index}"))
     }
 
     /// `sriov_numvfs`; `None` when the device has no SR-IOV capability.

@@ -1,0 +1,31 @@
+//! What the benches share: finding the plugin binary they measure.
+
+use std::path::{Path, PathBuf};
+
+/// The static release binary `make plugin` builds, or `DPDK_CNI_BIN`.
+pub fn plugin_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DPDK_CNI_BIN") {
+        return p.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
+    let p = target.join("x86_64-unknown-linux-gnu/release/dpdk-cni");
+    assert!(
+        p.exists(),
+        "{} is missing: run make plugin first (make bench does)",
+        p.display()
+    );
+    p
+}
+
+/// Writes a bench summary to `target/bench-summary/<name>.json`.
+pub fn write_summary(name: &str, summary: &serde_json::Value) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-summary");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(summary).unwrap_or_default(),
+    );
+}
