@@ -16,7 +16,6 @@ mod devinfo;
 mod env;
 mod error;
 mod hugepages;
-mod pci;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -29,7 +28,8 @@ pub use devinfo::{
 pub use env::devices_from_env;
 pub use error::{DiscoverError, Result};
 pub use hugepages::{free_hugepages, hugetlbfs_mounts, numa_nodes, parse_size_kb, HugeMount};
-pub use pci::{BadPciAddress, PciAddress};
+/// The PCI address type the plugin reports with (`dddd:bb:dd.f`).
+pub use vfio::PciAddress;
 
 /// Where dpdk-cni writes device-info documents when the runtime names no file.
 pub const DEFAULT_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni/";
