@@ -337,3 +337,35 @@ fn pod_annotations_override_vlan_and_tx_rate() {
         common::assert_same(&before, &bed.state());
     }
 }
+
+#[test]
+fn log_file_gets_the_commands_at_the_level_asked() {
+    let bed = Bed::new(1);
+    let log = bed.tmp.path().join("dpdk-cni.log");
+    let conf = bed.conf(0, json!({"logFile": log, "logLevel": "debug"}));
+    assert!(bed.run("ADD", "c", &conf).ok());
+    assert!(bed.run("DEL", "c", &conf).ok());
+    assert!(bed.run("DEL", "c", &conf).ok());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(&format!("ADD c net1: {} as vfio-pci", bed.vf(0))),
+        "{text}"
+    );
+    assert!(text.contains("released vfio-pci"), "{text}");
+    assert!(
+        text.contains("[Debug]") && text.contains("no attachment recorded"),
+        "{text}"
+    );
+
+    let quiet = bed.tmp.path().join("quiet.log");
+    let conf = bed.conf(0, json!({"logFile": quiet, "logLevel": "error"}));
+    assert!(bed.run("ADD", "c", &conf).ok());
+    let out = bed.run("ADD", "d", &conf);
+    assert_eq!(out.err_code(), 101);
+    let text = std::fs::read_to_string(&quiet).unwrap();
+    assert!(!text.contains("[Info]"), "{text}");
+    assert!(
+        text.contains("[Error]") && text.contains("in use by container c"),
+        "{text}"
+    );
+}
