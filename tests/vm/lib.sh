@@ -155,14 +155,19 @@ pci_driver() {
 
 _vf_has_netdev() { compgen -G "/sys/bus/pci/devices/$1/net/*" >/dev/null; }
 
-# create_vfs N: create N VFs on the igb PF (resetting to 0 first if a
-# different number exists), wait until each VF is bound to igbvf and has its
-# netdev, and bring the PF link up (a VF's link follows the PF's, and DPDK
-# waits for link up).
+# create_vfs N: bring the PF link up, create N VFs on the igb PF (resetting
+# to 0 first if a different number exists), and wait until each VF is bound
+# to igbvf and has its netdev.  The PF goes up first, as on a real node: a
+# VF's link follows the PF's (DPDK waits for link up), and igbvf can only
+# talk to an open PF, so each VF registers its (random) MAC with the PF at
+# probe time - `ip link show <pf>` then shows the same VF MAC before and
+# after a VF is rebound, instead of 00:00:00:00:00:00 turning into a random
+# MAC on the first rebind.
 create_vfs() {
     local n=$1 pf pfdir cur i bdf
     pf=$(pf_bdf)
     pfdir=/sys/bus/pci/devices/$pf
+    ip link set "$(pf_ifname)" up
     [ "$n" -le "$(< "$pfdir/sriov_totalvfs")" ] || fail "PF supports only $(< "$pfdir/sriov_totalvfs") VFs, asked $n"
     cur=$(< "$pfdir/sriov_numvfs")
     if [ "$cur" != "$n" ]; then
@@ -174,7 +179,6 @@ create_vfs() {
         bdf=$(vf_bdf "$i")
         wait_for 10 "netdev of VF $i ($bdf)" _vf_has_netdev "$bdf"
     done
-    ip link set "$(pf_ifname)" up
 }
 
 # --------------------------------------------------------- driver binding ---

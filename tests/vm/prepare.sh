@@ -52,6 +52,7 @@ PACKAGES=(
     libdpdk-dev         # DPDK headers and pkg-config (for building against DPDK)
     runc                # available to scenarios as an alternative sandbox
     iproute2 util-linux # ip / unshare, used by lib.sh in the guest
+    jq                  # JSON in the scenarios (cni.sh: netconf, results, device-info)
     coreutils
 )
 

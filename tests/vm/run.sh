@@ -36,6 +36,17 @@
 #   VM_LOG            also keep the console log in this file
 #   VM_SKIP_PREPARE=1 do not run prepare.sh first (use the cached vm.env)
 #   VM_CACHE_DIR      as for prepare.sh (default <repo>/target/vm)
+#   VM_NOACS_PF=1     add a second igb (PF2, bus 2) behind a root port with
+#                     ACS disabled (disable-acs=on): the kernel then puts the
+#                     root port, PF2 and every VF of PF2 in ONE IOMMU group,
+#                     so a VF of PF2 is not viable for vfio while PF2 is on
+#                     igb (the "group not viable" case of
+#                     scenarios/bad-input.sh).  The first PF (0000:01:00.0)
+#                     and its VFs are unchanged.  PF2's netdev is another
+#                     restricted user netdev.  Default: 1 when the scenario
+#                     has a line "# vm: noacs-pf", else 0.
+#   VM_EXTRA_DEVICES  extra QEMU arguments (word-split), e.g. more -device
+#                     options; add no -netdev other than user,restrict=on
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -93,6 +104,18 @@ esac
 } > "$RUN_DIR/share/cmd.sh"
 LOG=$RUN_DIR/console.log
 
+if [ -z "${VM_NOACS_PF:-}" ]; then
+    VM_NOACS_PF=0
+    if grep -qx '# vm: noacs-pf' "$SCENARIO"; then VM_NOACS_PF=1; fi
+fi
+NOACS_DEV=()
+if [ "$VM_NOACS_PF" = 1 ]; then
+    NOACS_DEV=(-device pcie-root-port,id=rp1,chassis=1,slot=1,disable-acs=on
+               -device igb,bus=rp1,netdev=n1 -netdev user,id=n1,restrict=on)
+fi
+# shellcheck disable=SC2206  # word splitting intended
+EXTRA_DEV=(${VM_EXTRA_DEVICES:-})
+
 APPEND="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=${VM_LOGLEVEL:-4}"
 APPEND+=" mitigations=off tsc=reliable dpdkcni.hugepages=${VM_HUGEPAGES:-256} ${VM_APPEND:-}"
 
@@ -107,6 +130,7 @@ QEMU=(
     -device pcie-root-port,id=rp0,slot=0
     -device igb,bus=rp0,netdev=n0
     -netdev user,id=n0,restrict=on
+    "${NOACS_DEV[@]}" "${EXTRA_DEV[@]}"
     # Host root, read-only (the guest adds a tmpfs overlay); and the run dir.
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
     -virtfs "local,path=$RUN_DIR/share,mount_tag=vmrun,security_model=none,readonly=on"
@@ -119,6 +143,7 @@ QEMU=(
     -fw_cfg name=etc/sercon-port,string=0
 )
 
+if [ "$VM_NOACS_PF" = 1 ]; then say "extra: PF2 (igb) behind root port rp1 with ACS off (one IOMMU group for PF2 and its VFs)"; fi
 say "booting kernel $VM_KVER; scenario: $SCENARIO $*; timeout ${VM_TIMEOUT}s"
 T0=$(date +%s.%N)
 # Console to stdout and to the log, CRs stripped.  timeout(1) kills QEMU when

@@ -1,0 +1,330 @@
+# shellcheck shell=bash
+# Helpers for scenarios that drive the dpdk-cni plugin in the guest the way a
+# container runtime does.  Source it after lib.sh:
+#
+#   . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+#   . "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
+#
+# Sections:  the plugin and its calls · netconf · node snapshots and checks ·
+#            pods and testpmd · resetting the node between scenarios.
+#
+# Environment (optional):
+#   DPDK_CNI_BIN   the plugin binary (default: the static release build
+#                  <repo>/target/x86_64-unknown-linux-gnu/release/dpdk-cni)
+#   TESTPMD_START_TIMEOUT  seconds to wait for testpmd's first packet (120)
+
+CNI_NETWORK=sriov-dpdk                              # the NAD / network name
+CNI_STATE_DIR=/var/lib/cni/dpdk-cni                 # the plugin's default stateDir
+CNI_DEVINFO_DIR=/var/run/k8s.cni.cncf.io/devinfo/cni
+CNI_IFNAME_DEFAULT=net1
+POD_HUGEDIR=/pod/hugepages                          # the container's hugetlbfs mount
+CNI_BIN=""                                          # set by cni_stage
+CNI_WORK=${CNI_WORK:-/tmp/cni-vm}
+mkdir -p "$CNI_WORK"
+
+command -v jq >/dev/null || fail "jq is missing on the host (tests/vm/prepare.sh installs it)"
+# Plain output: the console is a tty, and colours would garble logs.
+jq() { command jq -M "$@"; }
+# The guest's devtmpfs has no /dev/fd (bash process substitution needs it).
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+
+# ------------------------------------------------- the plugin and its calls ---
+
+# cni_stage: copy the plugin to tmpfs once (starting it from 9p is slow) and
+# set CNI_BIN.
+cni_stage() {
+    local src=${DPDK_CNI_BIN:-${DPDK_CNI_REPO:-$VM_LIB_DIR/../..}/target/x86_64-unknown-linux-gnu/release/dpdk-cni}
+    [ -x "$src" ] || fail "no plugin binary at $src (build it: see tests/vm/README.md)"
+    CNI_BIN=$(stage_bin "$src")
+}
+
+# cni_call CMD CONTAINERID IFNAME CONF [VAR=VALUE...]
+# Run the plugin like a runtime: a clean environment with CNI_COMMAND,
+# CNI_CONTAINERID, CNI_NETNS (/var/run/netns/<containerID>: the pod's netns
+# has the container's name here), CNI_IFNAME, CNI_PATH, plus VAR=VALUE; the
+# netconf on stdin.  Sets CNI_RC (exit status), CNI_OUT (stdout), CNI_ERR
+# (stderr).  Never fails by itself: check with assert_cni_ok / assert_cni_err.
+cni_call() {
+    local cmd=$1 cid=$2 ifname=$3 conf=$4
+    shift 4
+    [ -n "$CNI_BIN" ] || cni_stage
+    CNI_RC=0
+    CNI_OUT=$(printf '%s' "$conf" | env -i PATH="$PATH" \
+        CNI_COMMAND="$cmd" CNI_CONTAINERID="$cid" CNI_NETNS="/var/run/netns/$cid" \
+        CNI_IFNAME="$ifname" CNI_PATH=/usr/lib/cni \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=$cid" \
+        "$@" "$CNI_BIN" 2>"$CNI_WORK/stderr") || CNI_RC=$?
+    CNI_ERR=$(< "$CNI_WORK/stderr")
+}
+
+cni_add()   { cni_call ADD "$@"; }
+cni_del()   { cni_call DEL "$@"; }
+cni_check() { cni_call CHECK "$@"; }
+# cni_gc CONF: GC (CONF carries cni.dev/valid-attachments); no container env.
+cni_gc() {
+    [ -n "$CNI_BIN" ] || cni_stage
+    CNI_RC=0
+    CNI_OUT=$(printf '%s' "$1" | env -i PATH="$PATH" CNI_COMMAND=GC CNI_PATH=/usr/lib/cni \
+        "$CNI_BIN" 2>"$CNI_WORK/stderr") || CNI_RC=$?
+    CNI_ERR=$(< "$CNI_WORK/stderr")
+}
+
+_cni_show() { echo "  exit status $CNI_RC; stdout: $CNI_OUT"; [ -z "$CNI_ERR" ] || echo "  stderr: $CNI_ERR"; }
+
+# assert_cni_ok WHAT: the last call exited 0.
+assert_cni_ok() {
+    [ "$CNI_RC" = 0 ] || fail "$1: plugin failed (status $CNI_RC): $CNI_OUT ${CNI_ERR:+/ stderr: $CNI_ERR}"
+    pass "$1 (plugin exit 0)"
+}
+
+# assert_cni_err CODE WHAT [MSG_ERE]: the last call exited non-zero with the
+# CNI error JSON {"code": CODE, "msg": ...} on stdout (msg matching MSG_ERE).
+assert_cni_err() {
+    local want=$1 what=$2 re=${3:-} got msg
+    _cni_show
+    [ "$CNI_RC" != 0 ] || fail "$what: plugin succeeded, expected error code $want"
+    got=$(jq -r '.code // empty' <<< "$CNI_OUT" 2>/dev/null) || got=""
+    msg=$(jq -r '.msg // empty' <<< "$CNI_OUT" 2>/dev/null) || msg=""
+    [ "$got" = "$want" ] || fail "$what: expected CNI error code $want, got '${got}' (status $CNI_RC): $CNI_OUT"
+    [ -n "$msg" ] || fail "$what: error JSON without msg: $CNI_OUT"
+    if [ -n "$re" ] && ! [[ "$msg" =~ $re ]]; then
+        fail "$what: error message does not match /$re/: $msg"
+    fi
+    pass "$what: code $want${re:+, msg matches /$re/}"
+}
+
+# ------------------------------------------------------------------ netconf ---
+
+# netconf DEVICE [JQ_ARGS... JQ_FILTER]: the netconf (compact JSON) a NAD
+# with this config would give, for DEVICE (deviceID), transformed by
+# JQ_FILTER (with jq options such as --arg before it).
+netconf() {
+    local dev=$1
+    shift
+    [ $# -gt 0 ] || set -- .
+    jq -cn --arg dev "$dev" --arg net "$CNI_NETWORK" \
+        '{cniVersion: "1.1.0", name: $net, type: "dpdk-cni", deviceType: "vfio-pci", deviceID: $dev}' |
+        jq -c "$@"
+}
+
+# devinfo_path CONTAINERID [IFNAME]: the default device-info file of an attachment.
+devinfo_path() { echo "$CNI_DEVINFO_DIR/$CNI_NETWORK-$1-${2:-$CNI_IFNAME_DEFAULT}-device.json"; }
+
+# devinfo_get FILE KEY: one key of the file's "pci" object.
+devinfo_get() { jq -r --arg k "$2" '.pci[$k] | tostring' "$1"; }
+
+# ------------------------------------------- node snapshots and checks ---
+
+# vf_line N [PF_IFNAME]: VF N's line of `ip link show <pf>` (MAC, vlan, qos,
+# spoof checking, link-state, trust), white space squeezed.
+vf_line() {
+    local pf=${2:-$(pf_ifname)}
+    ip link show "$pf" | grep -E "^[[:space:]]+vf $1 " | tr -s ' \t' ' ' | sed 's/^ //'
+}
+
+# driver_override BDF: its driver_override ("" when unset).
+driver_override() {
+    local o
+    o=$(< "/sys/bus/pci/devices/$1/driver_override")
+    [ "$o" = "(null)" ] && o=""
+    echo "$o"
+}
+
+# device_state BDF: driver, driver_override and netdev names of a device.
+device_state() {
+    local n names=""
+    for n in /sys/bus/pci/devices/"$1"/net/*; do [ -e "$n" ] && names+="${n##*/} "; done
+    echo "$1 driver=$(pci_driver "$1") override=$(driver_override "$1") netdev=${names% }"
+}
+
+# ledger_files: the plugin's records and claims (lock files excluded: they
+# are empty flock(2) targets that outlive every command by design).
+ledger_files() {
+    [ ! -d "$CNI_STATE_DIR" ] || find "$CNI_STATE_DIR" -name '*.json' -not -path '*/locks/*' | sort
+}
+devinfo_files() { [ ! -d "$CNI_DEVINFO_DIR" ] || find "$CNI_DEVINFO_DIR" -type f | sort; }
+
+# node_snapshot: everything a plugin command could change on the node, as
+# text: for every VF of every igb PF its `ip link` line, driver, override and
+# netdevs; the PFs' drivers and netdevs; the ledger and device-info files with
+# their content hashes; /dev/vfio.
+node_snapshot() {
+    local d pf i n f
+    for d in /sys/bus/pci/devices/*; do
+        [ "$(< "$d/vendor")" = "$PF_VENDOR" ] && [ "$(< "$d/device")" = "$PF_DEVICE" ] || continue
+        pf=${d##*/}
+        device_state "$pf"
+        n=(/sys/bus/pci/devices/"$pf"/net/*)
+        for ((i = 0; i < $(< "$d/sriov_numvfs"); i++)); do
+            local vf
+            vf=$(readlink "$d/virtfn$i"); vf=${vf##*/}
+            echo "  vf $i: $(device_state "$vf")"
+            [ -e "${n[0]}" ] && echo "  $(vf_line "$i" "${n[0]##*/}")"
+        done
+    done
+    for f in $(ledger_files) $(devinfo_files); do
+        echo "file $f $(sha256sum < "$f" | cut -c1-16)"
+    done
+    echo "/dev/vfio: $(ls /dev/vfio | tr '\n' ' ')"
+}
+
+# assert_snapshot_eq BEFORE AFTER WHAT: two node_snapshot outputs are equal
+# (prints a diff otherwise).
+assert_snapshot_eq() {
+    if [ "$1" != "$2" ]; then
+        diff <(echo "$1") <(echo "$2") | sed 's/^/  /' >&2 || true
+        fail "$3: the node changed (diff above: < before, > after)"
+    fi
+    pass "$3: node unchanged ($(grep -c . <<< "$1") snapshot lines identical)"
+}
+
+# assert_no_state: no ledger record/claim and no device-info file remain.
+assert_no_state() {
+    local l d
+    l=$(ledger_files); d=$(devinfo_files)
+    [ -z "$l" ] || fail "ledger files remain: $l"
+    [ -z "$d" ] || fail "device-info files remain: $d"
+    pass "no ledger (<stateDir>/$CNI_NETWORK/*.json, <stateDir>/devices/*.json) or device-info file left"
+}
+
+# assert_vf_restored BDF VF_INDEX LINE_BEFORE DRIVER_STATE_BEFORE WHAT: the VF
+# is back on its kernel driver with its netdev, no driver_override, and its
+# `ip link` VF line is what it was before.
+assert_vf_restored() {
+    local bdf=$1 idx=$2 line=$3 state=$4 what=$5
+    assert_eq "$VF_DRIVER" "$(pci_driver "$bdf")" "$what: $bdf driver"
+    assert_ne "" "$(vf_ifname "$idx")" "$what: $bdf netdev"
+    assert_eq "" "$(driver_override "$bdf")" "$what: $bdf driver_override"
+    assert_eq "$state" "$(device_state "$bdf")" "$what: $bdf driver/override/netdev as before"
+    assert_eq "$line" "$(vf_line "$idx")" "$what: VF $idx line of ip link show (MAC, vlan, spoofchk, trust)"
+}
+
+# ----------------------------------------------------- pods and testpmd ---
+
+# pod_create NAME: the pod sandbox's network namespace (what the runtime makes
+# before CNI ADD).  pod_delete NAME removes it.
+pod_create() { ip netns add "$1"; }
+pod_delete() { ip netns del "$1" 2>/dev/null || true; }
+
+# eal_args DEVINFO_FILE HUGEDIR [FILE_PREFIX]: DPDK EAL arguments, one per
+# line, from the device-info file the plugin wrote: -a <pci-address>,
+# --huge-dir, --in-memory (or --file-prefix when given), and --socket-mem
+# with 64 MB on the reported NUMA node when it is >= 0.
+eal_args() {
+    local info=$1 huge=$2 prefix=${3:-} addr numa i mem=""
+    addr=$(jq -er '.pci["pci-address"] | select(type == "string" and . != "")' "$info") ||
+        fail "no pci-address in $info"
+    numa=$(jq -r '.pci["numa-node"] // -1' "$info")
+    printf '%s\n' -a "$addr" --huge-dir "$huge"
+    if [ -n "$prefix" ]; then printf '%s\n' --file-prefix "$prefix"; else echo --in-memory; fi
+    if [[ "$numa" =~ ^[0-9]+$ ]]; then
+        for ((i = 0; i < numa; i++)); do mem+="0,"; done
+        printf '%s\n' --socket-mem "${mem}64"
+    fi
+}
+
+# testpmd_start NAME NETNS DEVINFO_FILE [TESTPMD_ARGS...]: start dpdk-testpmd
+# in the background in a pod sandbox (run_pod_app: /dev/vfio/{vfio,<group>},
+# the pod's hugetlbfs, netns NETNS) with EAL arguments from DEVINFO_FILE; the
+# group comes from its "iommu-group".  Output goes to $CNI_WORK/NAME.log.
+testpmd_start() {
+    local name=$1 netns=$2 info=$3 group log
+    shift 3
+    group=$(devinfo_get "$info" iommu-group)
+    log=$CNI_WORK/$name.log
+    local -a eal
+    mapfile -t eal < <(eal_args "$info" "$POD_HUGEDIR")
+    [ "${#eal[@]}" -ge 4 ] || fail "could not build EAL arguments from $info"
+    log "testpmd $name: dpdk-testpmd -l 0-1 -n 1 ${eal[*]} -- $* (netns $netns, /dev/vfio/{vfio,$group})"
+    : > "$log"
+    rm -f "$log.pid"
+    POD_APP_PIDFILE=$log.pid POD_APP_TIMEOUT=$(( ${TESTPMD_START_TIMEOUT:-120} + 60 )) \
+        run_pod_app "$netns" "$group" "$POD_HUGEDIR" -- \
+        dpdk-testpmd -l 0-1 -n 1 "${eal[@]}" --log-level=lib.eal:notice \
+            -- --stats-period 1 --nb-cores=1 --total-num-mbufs=2048 --rxd=256 --txd=256 "$@" \
+        > "$log" 2>&1 &
+    echo $! > "$log.job"
+    TESTPMD_RUNNING+=("$name")
+}
+
+# testpmd_stat NAME KEY: the largest "KEY: N" testpmd printed (KEY e.g.
+# TX-packets, RX-packets), 0 if none.
+testpmd_stat() {
+    grep -ao "$2: *[0-9]*" "$CNI_WORK/$1.log" 2>/dev/null | awk '{ if ($2 > m) m = $2 } END { print m + 0 }'
+}
+_testpmd_job_alive() { kill -0 "$(< "$CNI_WORK/$1.log.job")" 2>/dev/null; }
+_testpmd_stat_or_dead() { [ "$(testpmd_stat "$1" "$2")" -gt 0 ] || ! _testpmd_job_alive "$1"; }
+_testpmd_forwarding_or_dead() { grep -aq 'Port statistics' "$CNI_WORK/$1.log" || ! _testpmd_job_alive "$1"; }
+
+# testpmd_wait_stat NAME KEY: wait until KEY > 0 (fails if testpmd dies first).
+testpmd_wait_stat() {
+    local t0=${EPOCHREALTIME/./}
+    wait_for "${TESTPMD_START_TIMEOUT:-120}" "testpmd $1: $2 > 0" _testpmd_stat_or_dead "$1" "$2"
+    if ! _testpmd_job_alive "$1"; then
+        tail -n 30 "$CNI_WORK/$1.log" >&2
+        fail "testpmd $1 exited before $2 > 0 (log above)"
+    fi
+    log "testpmd $1: $2 = $(testpmd_stat "$1" "$2") after $(( (${EPOCHREALTIME/./} - t0) / 1000 )) ms"
+}
+
+# testpmd_wait_forwarding NAME: wait until testpmd prints its first statistics
+# (it is forwarding).
+testpmd_wait_forwarding() {
+    wait_for "${TESTPMD_START_TIMEOUT:-120}" "testpmd $1 to start forwarding" _testpmd_forwarding_or_dead "$1"
+    _testpmd_job_alive "$1" || { tail -n 30 "$CNI_WORK/$1.log" >&2; fail "testpmd $1 exited during start-up (log above)"; }
+    log "testpmd $1 is forwarding"
+}
+
+# testpmd_stop NAME: SIGINT (testpmd prints its final stats and exits), wait;
+# sets TESTPMD_RC to its exit status.
+testpmd_stop() {
+    local job
+    job=$(< "$CNI_WORK/$1.log.job")
+    pod_app_stop "$CNI_WORK/$1.log.pid" INT 20 || true
+    TESTPMD_RC=0
+    wait "$job" || TESTPMD_RC=$?
+    local keep=()
+    local n
+    for n in "${TESTPMD_RUNNING[@]}"; do [ "$n" = "$1" ] || keep+=("$n"); done
+    TESTPMD_RUNNING=("${keep[@]}")
+    log "testpmd $1 exited with status $TESTPMD_RC; TX-packets $(testpmd_stat "$1" TX-packets), RX-packets $(testpmd_stat "$1" RX-packets)"
+}
+
+# testpmd_summary NAME: testpmd's final port statistics block.
+testpmd_summary() {
+    sed -n '/Forward statistics for port/,/^ *-\{10,\}$/p' "$CNI_WORK/$1.log" | tail -n 8
+}
+
+# testpmd_cleanup: stop every testpmd this scenario started (EXIT trap).
+TESTPMD_RUNNING=()
+testpmd_cleanup() {
+    local n
+    for n in "${TESTPMD_RUNNING[@]}"; do
+        [ -s "$CNI_WORK/$n.log.pid" ] && kill -s KILL "$(< "$CNI_WORK/$n.log.pid")" 2>/dev/null
+    done
+    return 0
+}
+
+# ------------------------------------------------------ resetting the node ---
+
+# cni_reset_node [N]: the state every scenario starts from: N (default 2) VFs
+# on the first PF, each on igbvf with its netdev, no driver_override, no VLAN,
+# spoof checking on, trust off; no ledger, no device-info file, no pod netns.
+# (VF MACs are left alone: igbvf registered them with the PF at probe time, and
+# a MAC cannot be made "unset by the administrator" again through ip link.)
+cni_reset_node() {
+    local n=${1:-2} i bdf pf ns
+    for ns in /run/netns/*; do [ -e "$ns" ] && pod_delete "${ns##*/}"; done
+    create_vfs "$n"
+    pf=$(pf_ifname)
+    for ((i = 0; i < n; i++)); do
+        bdf=$(vf_bdf "$i")
+        if [ "$(pci_driver "$bdf")" != "$VF_DRIVER" ] || [ -n "$(driver_override "$bdf")" ]; then
+            bind_kernel "$bdf" "$VF_DRIVER"
+        fi
+        ip link set "$pf" vf "$i" vlan 0 spoofchk on trust off
+    done
+    rm -rf "$CNI_STATE_DIR" "$CNI_DEVINFO_DIR"
+    mkdir -p "$CNI_DEVINFO_DIR"
+    cni_stage
+}
