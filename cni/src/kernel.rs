@@ -354,15 +354,12 @@ pub fn netdevice_steps(
     ipam_held: &mut bool,
 ) -> Result<Value> {
     failpoint::hit("recorded")?;
-    crate::plugin::apply_vf(node, plan, att)?;
-    failpoint::hit("vf-configured")?;
-    let ipam_result = run_ipam(env, att, conf, ipam_held)?;
-    failpoint::hit("ipam-done")?;
     let orig = att
         .original_link
         .clone()
         .ok_or_else(|| CniError::io("no netdev recorded"))?;
-    let link = host_netlink()?
+    let host = host_netlink()?;
+    let mut link = host
         .link_by_name(&orig.name)
         .map_err(nl_err)?
         .ok_or_else(|| {
@@ -371,11 +368,26 @@ pub fn netdevice_steps(
                 format!("{} vanished from the host", orig.name),
             )
         })?;
+    // The netdev's MAC goes first: a VF driver asks the PF for it, and the
+    // PF refuses once an administrative MAC is set (igb answers
+    // EADDRNOTAVAIL), even the same one. The admin MAC then pins it.
+    if let Some(mac) = plan.vf.mac.filter(|m| link.mac != Some(*m)) {
+        if link.up {
+            host.set_link_up(&link, false).map_err(nl_err)?;
+            link.up = false;
+        }
+        host.set_link_mac(&link, mac).map_err(nl_err)?;
+        link.mac = Some(mac);
+    }
+    crate::plugin::apply_vf(node, plan, att)?;
+    failpoint::hit("vf-configured")?;
+    let ipam_result = run_ipam(env, att, conf, ipam_held)?;
+    failpoint::hit("ipam-done")?;
     let (ips, routes) = ipam_config(ipam_result.as_ref())?;
     let cfg = PodIface {
         from: orig.name.clone(),
         to: att.ifname.clone(),
-        mac: plan.vf.mac,
+        mac: None,
         mtu: plan.mtu,
         ips,
         routes,
@@ -586,21 +598,38 @@ pub fn release_netdevice(node: &Node, att: &Attachment) -> Vec<String> {
             return errors;
         }
     };
-    let mut candidates = vec![orig.name.clone(), att.ifname.clone()];
-    if let Ok(addr) = att.device.parse::<PciAddress>() {
-        if let Ok(d) = node.sysfs.device(addr) {
-            candidates.extend(d.net_names().unwrap_or_default());
-        }
-    }
-    let mut link = None;
-    for c in &candidates {
-        match nl.link_by_name(c) {
-            Ok(Some(l)) => {
-                link = Some(l);
-                break;
+    let find = |errors: &mut Vec<String>| {
+        let mut candidates = vec![orig.name.clone(), att.ifname.clone()];
+        if let Ok(addr) = att.device.parse::<PciAddress>() {
+            if let Ok(d) = node.sysfs.device(addr) {
+                candidates.extend(d.net_names().unwrap_or_default());
             }
-            Ok(None) => {}
-            Err(e) => errors.push(e.to_string()),
+        }
+        for c in &candidates {
+            match nl.link_by_name(c) {
+                Ok(Some(l)) => return Some(l),
+                Ok(None) => {}
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        None
+    };
+    let mut link = find(&mut errors);
+    if link.is_none() {
+        // The pod's namespace is being torn down: the kernel hands a
+        // physical netdev back to the host asynchronously. Wait (bounded)
+        // for it to show up under its PCI device again.
+        if let Ok(addr) = att.device.parse::<PciAddress>() {
+            let bound = node
+                .sysfs
+                .device(addr)
+                .and_then(|d| d.driver())
+                .ok()
+                .flatten()
+                .is_some();
+            if bound && node.sysfs.wait_netdev(addr, node.bind).is_ok() {
+                link = find(&mut errors);
+            }
         }
     }
     let Some(link) = link else {

@@ -508,8 +508,20 @@ pub(crate) fn teardown(
     match att.device_type.as_str() {
         "macvlan" => errors.extend(crate::kernel::release_macvlan(att)),
         "netdevice" => {
+            // The admin MAC first: while one is set the PF refuses the VF
+            // driver's request for a MAC (igb: "attempted to override
+            // administratively set MAC address"). When the PF reported the
+            // netdev's own MAC before ADD, the VF driver had chosen it: clear
+            // the admin MAC rather than pin it, and let the netdev restore
+            // below ask for it again, as it was.
+            let mut unpinned = att.clone();
+            if let (Some(vf), Some(link)) = (unpinned.original_vf.as_mut(), &att.original_link) {
+                if link.mac.as_deref() == Some(vf.mac.to_string().as_str()) {
+                    vf.mac = netlink::MacAddr::default();
+                }
+            }
+            restore_vf(node, &unpinned, &mut errors);
             errors.extend(crate::kernel::release_netdevice(node, att));
-            restore_vf(node, att, &mut errors);
         }
         _ => {
             // VF settings go back while no VF driver is bound, so the VF
