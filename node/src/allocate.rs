@@ -1,0 +1,329 @@
+//! What a container gets for the devices the kubelet allocated it: the vfio
+//! device nodes, the environment the SR-IOV device plugin sets (so DPDK
+//! apps written for it keep working), a hugetlbfs mount, or CDI names.
+//!
+//! The group's device node is named here, before the sandbox exists; the
+//! CNI binds the VF to vfio-pci at ADD, which creates `/dev/vfio/<group>`
+//! before the app container is created (REFERENCE.md section 4).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use vfio::{PciAddress, Sysfs, VFIO_PCI};
+
+use crate::api::{CdiDevice, ContainerAllocateResponse, DeviceSpec, Mount};
+use crate::pool::{Device, Pool};
+
+/// `PCIDEVICE_<PREFIX>_<NAME>`: upper case, `.` and `/` (and `-`) to `_`.
+pub fn env_name(resource: &str) -> String {
+    let mut s = String::from("PCIDEVICE_");
+    for c in resource.chars() {
+        s.push(match c {
+            '.' | '/' | '-' => '_',
+            c => c.to_ascii_uppercase(),
+        });
+    }
+    s
+}
+
+/// The host and container paths of a device's vfio group node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupNode {
+    pub group: u32,
+    pub host: PathBuf,
+    pub container: PathBuf,
+}
+
+/// Where the device's vfio group node is (or will be, once the CNI binds
+/// it). With an IOMMU the group is known from sysfs before vfio-pci holds
+/// the device. In no-IOMMU mode vfio-pci creates the group when it binds,
+/// so a device without one is bound here, early, to learn it; the host
+/// node is then `/dev/vfio/noiommu-N`, which the container sees as
+/// `/dev/vfio/N` (the name DPDK opens).
+pub fn group_node(sysfs: &Sysfs, addr: PciAddress) -> Result<GroupNode, String> {
+    let dev = sysfs.device(addr).map_err(|e| e.to_string())?;
+    let mut group = dev.iommu_group().map_err(|e| e.to_string())?;
+    let mut bound_here = false;
+    if group.is_none() && sysfs.noiommu_enabled() {
+        sysfs
+            .bind_driver(addr, VFIO_PCI, Default::default())
+            .map_err(|e| format!("binding {addr} to vfio-pci to learn its no-IOMMU group: {e}"))?;
+        group = dev.iommu_group().map_err(|e| e.to_string())?;
+        bound_here = true;
+    }
+    let Some(group) = group else {
+        return Err(format!(
+            "{addr} has no IOMMU group: enable the IOMMU (intel_iommu=on) or vfio's enable_unsafe_noiommu_mode"
+        ));
+    };
+    let container = PathBuf::from(format!("/dev/vfio/{group}"));
+    let noiommu = sysfs.dev_vfio_dir().join(format!("noiommu-{group}"));
+    let host = if bound_here || noiommu.exists() {
+        PathBuf::from(format!("/dev/vfio/noiommu-{group}"))
+    } else {
+        container.clone()
+    };
+    Ok(GroupNode {
+        group,
+        host,
+        container,
+    })
+}
+
+/// The container response for `ids` of `pool`.
+pub fn container_response(
+    sysfs: &Sysfs,
+    pool: &Pool,
+    ids: &[String],
+    cdi: bool,
+) -> Result<ContainerAllocateResponse, String> {
+    let by_id: HashMap<String, &Device> = pool
+        .devices
+        .iter()
+        .map(|d| (d.addr.to_string(), d))
+        .collect();
+    let mut resp = ContainerAllocateResponse::default();
+    let mut info = serde_json::Map::new();
+    let mut seen_vfio = false;
+    for id in ids {
+        let d = by_id
+            .get(id)
+            .ok_or_else(|| format!("device {id} is not in pool {}", pool.resource))?;
+        let node = group_node(sysfs, d.addr)?;
+        let mut entry = json!({
+            "generic": {"deviceID": id},
+            "vfio": {"mount": "/dev/vfio/vfio", "dev-mount": node.container.display().to_string()},
+        });
+        if let Some(n) = d.numa {
+            entry["numa-node"] = json!(n);
+        }
+        info.insert(id.clone(), entry);
+        if cdi {
+            resp.cdi_devices.push(CdiDevice {
+                name: format!("{}={}", cdi_kind(&pool.resource), cdi_device_name(id)),
+            });
+            continue;
+        }
+        if !seen_vfio {
+            resp.devices.push(DeviceSpec {
+                container_path: "/dev/vfio/vfio".into(),
+                host_path: "/dev/vfio/vfio".into(),
+                permissions: "rw".into(),
+            });
+            seen_vfio = true;
+        }
+        let spec = DeviceSpec {
+            container_path: node.container.display().to_string(),
+            host_path: node.host.display().to_string(),
+            permissions: "rw".into(),
+        };
+        // Devices sharing a group share the node.
+        if !resp.devices.contains(&spec) {
+            resp.devices.push(spec);
+        }
+    }
+    let name = env_name(&pool.resource);
+    resp.envs.insert(name.clone(), ids.join(","));
+    resp.envs
+        .insert(format!("{name}_INFO"), Value::Object(info).to_string());
+    if let Some(h) = pool.config.hugepages.as_ref().filter(|h| h.mount) {
+        resp.mounts.push(Mount {
+            container_path: h.container_path.display().to_string(),
+            host_path: h.host_path().display().to_string(),
+            read_only: false,
+        });
+    }
+    Ok(resp)
+}
+
+/// The CDI kind of a pool: `<prefix>/<name>`, which is already vendor/class.
+pub fn cdi_kind(resource: &str) -> String {
+    resource.to_string()
+}
+
+/// CDI device names allow letters, digits, `_`, `-`, `.` and `:`; a BDF fits.
+pub fn cdi_device_name(bdf: &str) -> String {
+    bdf.to_string()
+}
+
+/// A CDI spec (version 0.6.0) for every device of the pool.
+pub fn cdi_spec(sysfs: &Sysfs, pool: &Pool) -> Value {
+    let mut devices = Vec::new();
+    for d in &pool.devices {
+        let id = d.addr.to_string();
+        let mut nodes = vec![json!({"path": "/dev/vfio/vfio", "hostPath": "/dev/vfio/vfio"})];
+        if let Some(g) = d.iommu_group {
+            let host = if sysfs.dev_vfio_dir().join(format!("noiommu-{g}")).exists() {
+                format!("/dev/vfio/noiommu-{g}")
+            } else {
+                format!("/dev/vfio/{g}")
+            };
+            nodes.push(
+                json!({"path": format!("/dev/vfio/{g}"), "hostPath": host, "permissions": "rw"}),
+            );
+        }
+        let mut edits = json!({"deviceNodes": nodes});
+        if let Some(h) = pool.config.hugepages.as_ref().filter(|h| h.mount) {
+            edits["mounts"] = json!([{
+                "hostPath": h.host_path(), "containerPath": h.container_path,
+                "type": "bind", "options": ["rbind", "rw"]
+            }]);
+        }
+        devices.push(json!({"name": cdi_device_name(&id), "containerEdits": edits}));
+    }
+    json!({"cdiVersion": "0.6.0", "kind": cdi_kind(&pool.resource), "devices": devices})
+}
+
+/// Free hugepages of `size_kb` per NUMA node
+/// (`/sys/devices/system/node/node<N>/hugepages/hugepages-<size>kB/free_hugepages`).
+pub fn free_hugepages(sysfs: &Sysfs, size_kb: u64) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
+    let base = sysfs.root().join("sys/devices/system/node");
+    let Ok(rd) = std::fs::read_dir(&base) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name
+            .strip_prefix("node")
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let p = e
+            .path()
+            .join(format!("hugepages/hugepages-{size_kb}kB/free_hugepages"));
+        if let Some(v) = std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            out.insert(n, v);
+        }
+    }
+    out
+}
+
+/// Picks `size` devices from `available` (which must include
+/// `must_include`) on one NUMA node when any node has enough: the node of
+/// the devices that must be included if it fits, else the node with enough
+/// free hugepages for the request, the most free hugepages, then the
+/// tightest fit. Without a node that fits, takes the fewest nodes.
+pub fn preferred(
+    numa_of: &HashMap<String, Option<u32>>,
+    available: &[String],
+    must_include: &[String],
+    size: usize,
+    free_pages: &BTreeMap<u32, u64>,
+    pages_needed: u64,
+) -> Vec<String> {
+    let mut out: Vec<String> = must_include.iter().take(size).cloned().collect();
+    if out.len() >= size {
+        return out;
+    }
+    let need = size - out.len();
+    // Buckets by NUMA node (None last), devices in address order.
+    let mut buckets: BTreeMap<Option<u32>, Vec<String>> = BTreeMap::new();
+    for id in available {
+        if out.contains(id) {
+            continue;
+        }
+        let n = numa_of.get(id).copied().flatten();
+        buckets.entry(n).or_default().push(id.clone());
+    }
+    for b in buckets.values_mut() {
+        b.sort();
+    }
+    let must_node = out
+        .first()
+        .and_then(|id| numa_of.get(id).copied().flatten());
+    let pages_ok = |n: &Option<u32>| {
+        n.and_then(|n| free_pages.get(&n)).copied().unwrap_or(0) >= pages_needed * size as u64
+    };
+    let mut fits: Vec<(&Option<u32>, &Vec<String>)> =
+        buckets.iter().filter(|(_, v)| v.len() >= need).collect();
+    fits.sort_by_key(|(n, v)| {
+        (
+            must_node.is_none() || **n != must_node, // the must-include node first
+            n.is_none(),                             // a known node before "no affinity"
+            !pages_ok(n),                            // enough free hugepages
+            std::cmp::Reverse(n.and_then(|n| free_pages.get(&n)).copied().unwrap_or(0)),
+            v.len(), // tightest fit keeps big nodes free
+            **n,
+        )
+    });
+    if let Some((_, v)) = fits.first() {
+        out.extend(v.iter().take(need).cloned());
+        return out;
+    }
+    // No single node: largest buckets first.
+    let mut all: Vec<&Vec<String>> = buckets.values().collect();
+    all.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in all {
+        for id in v {
+            if out.len() == size {
+                return out;
+            }
+            out.push(id.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_like_the_sriov_device_plugin() {
+        assert_eq!(
+            env_name("intel.com/intel_sriov_dpdk"),
+            "PCIDEVICE_INTEL_COM_INTEL_SRIOV_DPDK"
+        );
+        assert_eq!(env_name("dpdk-cni.io/vf"), "PCIDEVICE_DPDK_CNI_IO_VF");
+    }
+
+    fn numa(list: &[(&str, Option<u32>)]) -> HashMap<String, Option<u32>> {
+        list.iter().map(|(a, n)| (a.to_string(), *n)).collect()
+    }
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn packs_on_one_numa_node() {
+        let m = numa(&[
+            ("a0", Some(0)),
+            ("a1", Some(0)),
+            ("b0", Some(1)),
+            ("b1", Some(1)),
+            ("b2", Some(1)),
+        ]);
+        let avail = ids(&["a0", "b0", "a1", "b1", "b2"]);
+        let none = BTreeMap::new();
+        // Tightest fit when hugepages do not decide.
+        assert_eq!(preferred(&m, &avail, &[], 2, &none, 0), ids(&["a0", "a1"]));
+        // Only node 1 has three.
+        assert_eq!(
+            preferred(&m, &avail, &[], 3, &none, 0),
+            ids(&["b0", "b1", "b2"])
+        );
+        // Node 1 has the hugepages.
+        let pages = BTreeMap::from([(0, 10), (1, 4096)]);
+        assert_eq!(
+            preferred(&m, &avail, &[], 2, &pages, 512),
+            ids(&["b0", "b1"])
+        );
+        // must_include pins the node.
+        assert_eq!(
+            preferred(&m, &avail, &ids(&["a1"]), 2, &pages, 512),
+            ids(&["a1", "a0"])
+        );
+        // Too big for any node: spans the fewest.
+        assert_eq!(
+            preferred(&m, &avail, &[], 4, &none, 0),
+            ids(&["b0", "b1", "b2", "a0"])
+        );
+    }
+}

@@ -1,0 +1,45 @@
+use std::path::PathBuf;
+
+/// Errors of the node daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {msg}")]
+    Config { path: PathBuf, msg: String },
+    #[error("invalid selector {0:?}")]
+    Selector(String),
+    #[error(transparent)]
+    Sysfs(#[from] vfio::VfioError),
+    #[error("VF setup on {pf} failed: {msg}")]
+    Setup { pf: String, msg: String },
+    #[error("kubernetes API: {0}")]
+    Kube(String),
+    #[error("kubelet: {0}")]
+    Kubelet(String),
+}
+
+/// Result of the node daemon.
+pub type Result<T> = std::result::Result<T, NodeError>;
+
+impl NodeError {
+    pub(crate) fn read(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> NodeError {
+        let path = path.into();
+        move |source| NodeError::Read { path, source }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> NodeError {
+        let path = path.into();
+        move |source| NodeError::Write { path, source }
+    }
+}

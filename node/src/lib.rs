@@ -1,0 +1,36 @@
+//! dpdk-cni-node: the node daemon that makes dpdk-cni a complete install on
+//! Kubernetes.
+//!
+//! A CNI plugin runs after the pod sandbox exists and cannot put
+//! `/dev/vfio/<group>` or hugepages into an app container; the kubelet's
+//! device plugin API can, at Allocate, before the sandbox (REFERENCE.md
+//! section 4). This daemon serves that API (gRPC v1beta1 over unix sockets
+//! in `/var/lib/kubelet/device-plugins`) for pools of VFs selected like the
+//! SR-IOV network device plugin selects them, with NUMA topology and device
+//! health read from PCI sysfs through the `vfio` crate; sets up the PFs
+//! (`sriov_numvfs`, VF MAC and spoofchk over rtnetlink); and publishes the
+//! free-VF count from the CNI's ledger on the Node object through the
+//! Kubernetes API. It also installs the plugin binary on the host and shows
+//! the node's VFs (`status`).
+
+pub mod allocate;
+pub mod annotate;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod install;
+pub mod kube;
+pub mod log;
+pub mod plugin;
+pub mod pool;
+pub mod setup;
+pub mod status;
+pub mod watch;
+
+/// The kubelet device plugin API v1beta1, generated from `proto/api.proto`.
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod api {
+    tonic::include_proto!("v1beta1");
+}
+
+pub use error::{NodeError, Result};
