@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 DPDK_TARGET := $(CURDIR)/target/dpdk
 
-.PHONY: help deps plugin demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench
+.PHONY: help deps plugin demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ plugin: ## build the static dpdk-cni binary (target/x86_64-unknown-linux-gnu/rel
 demo: deps plugin ## boot the SR-IOV guest and attach a VF to a dpdk-testpmd pod, narrated
 	tests/vm/run.sh tests/vm/demo.sh
 
-test: deps lint unit-test bench-smoke dpdk-test vm-test ## install what is needed and run every test
+test: deps lint unit-test bench-smoke dpdk-test vm-test image ## install what is needed and run every test
 	@echo "make test: every tier passed"
 
 lint: ## cargo fmt --check and clippy with warnings denied
@@ -39,6 +39,9 @@ bench-smoke: plugin ## the plugin bench, short: proves it runs and prints its su
 
 bench: deps plugin ## the full plugin bench (criterion); summary in target/bench-summary/
 	$(CARGO) bench --locked -p dpdk-cni-benches
+
+image: ## build the container image with buildah (FROM scratch) and run its install-cni entrypoint
+	docker/build-image.sh
 
 dpdk-test: ## the dpdk crates (own workspace): lint, discovery unit tests, EAL forwarding on real hugepages (root)
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) fmt --all -- --check
