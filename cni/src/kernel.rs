@@ -376,7 +376,10 @@ pub fn netdevice_steps(
             host.set_link_up(&link, false).map_err(nl_err)?;
             link.up = false;
         }
-        host.set_link_mac(&link, mac).map_err(nl_err)?;
+        if !host.try_set_link_mac(&link, mac).map_err(nl_err)? {
+            unpin_admin_mac(node, ledger, att)?;
+            host.set_link_mac(&link, mac).map_err(nl_err)?;
+        }
         link.mac = Some(mac);
     }
     crate::plugin::apply_vf(node, plan, att)?;
@@ -394,6 +397,28 @@ pub fn netdevice_steps(
     };
     let link = move_and_configure(env, att, &link, cfg)?;
     finish(plan, ledger, att, &link, ipam_result.as_ref())
+}
+
+/// The PF refused the VF driver a new MAC: an administrative MAC pins it.
+/// Records that (DEL pins the original again), then clears the pin with
+/// the all-zero MAC, which igb-like PFs take as "the VF chooses".
+fn unpin_admin_mac(node: &mut Node, ledger: &Ledger, att: &mut Attachment) -> Result<()> {
+    let (Some(pf), Some(vf)) = (att.pf_ifname.clone(), att.vf_index) else {
+        return Err(CniError::io(format!(
+            "{} refused the MAC and has no PF to clear an admin MAC through",
+            att.device
+        )));
+    };
+    att.admin_mac_pinned = true;
+    ledger.save(att, true)?;
+    node.nl()?
+        .set_vf_mac(&pf, vf, MacAddr::default())
+        .map_err(|e| {
+            CniError::new(
+                code::VF_SETTING_REFUSED,
+                format!("VF {vf} of {pf} has an administrative MAC that could not be cleared to set the pod's MAC: {e}"),
+            )
+        })
 }
 
 fn run_ipam(
@@ -478,6 +503,7 @@ pub fn add_macvlan(
         original_link: None,
         macvlan_name: Some(tmp.clone()),
         fallback_reason: None,
+        admin_mac_pinned: false,
     };
     att.device_info_file = Some(
         plan.device_info_file

@@ -77,6 +77,11 @@ pub struct Attachment {
     /// Why vfio-pci was not used, when the netdevice fallback served the ADD.
     #[serde(default)]
     pub fallback_reason: Option<String>,
+    /// Netdevice mode: the PF held the original admin MAC as an
+    /// administrative pin (the VF driver was refused a new MAC), so ADD
+    /// cleared it first and DEL sets it again after the netdev's MAC.
+    #[serde(default)]
+    pub admin_mac_pinned: bool,
 }
 
 /// A netdev's name, MAC, MTU and state before ADD moved it.

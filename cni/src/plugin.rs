@@ -352,6 +352,7 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         original_link: host_link.map(Into::into),
         macvlan_name: None,
         fallback_reason,
+        admin_mac_pinned: false,
     };
     att.device_info_file = Some(
         plan.device_info_file
@@ -514,14 +515,20 @@ pub(crate) fn teardown(
             // netdev's own MAC before ADD, the VF driver had chosen it: clear
             // the admin MAC rather than pin it, and let the netdev restore
             // below ask for it again, as it was.
+            // When ADD found the admin MAC pinned, the netdev gets its MAC
+            // back unpinned and the original pin is set again afterwards.
             let mut unpinned = att.clone();
             if let (Some(vf), Some(link)) = (unpinned.original_vf.as_mut(), &att.original_link) {
-                if link.mac.as_deref() == Some(vf.mac.to_string().as_str()) {
+                if att.admin_mac_pinned || link.mac.as_deref() == Some(vf.mac.to_string().as_str())
+                {
                     vf.mac = netlink::MacAddr::default();
                 }
             }
             restore_vf(node, &unpinned, &mut errors);
             errors.extend(crate::kernel::release_netdevice(node, att));
+            if att.admin_mac_pinned {
+                repin_admin_mac(node, att, &mut errors);
+            }
         }
         _ => {
             // VF settings go back while no VF driver is bound, so the VF
@@ -545,6 +552,22 @@ pub(crate) fn teardown(
         att.container_id, att.ifname
     ));
     Ok(())
+}
+
+/// Sets the original admin MAC again, after the netdev has taken it back.
+fn repin_admin_mac(node: &mut Node, att: &Attachment, errors: &mut Vec<String>) {
+    if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {
+        match node.nl() {
+            Ok(nl) => {
+                if let Err(e) = nl.set_vf_mac(pf, vf, orig.mac) {
+                    errors.push(format!(
+                        "failed to pin the admin MAC of VF {vf} of {pf} again: {e}"
+                    ));
+                }
+            }
+            Err(e) => errors.push(e.msg),
+        }
+    }
 }
 
 fn restore_vf(node: &mut Node, att: &Attachment, errors: &mut Vec<String>) {

@@ -124,6 +124,23 @@ impl RtNetlink {
         self.change(&link.name, &format!("ip link set address {mac}"), msg)
     }
 
+    /// Like [`Self::set_link_mac`], but `Ok(false)` when the driver answers
+    /// EADDRNOTAVAIL: a VF driver whose PF holds an administrative MAC for it
+    /// (igb refuses the VF any MAC while one is set, even the same one).
+    pub fn try_set_link_mac(&self, link: &Link, mac: MacAddr) -> Result<bool> {
+        let msg = LinkUnspec::new_with_index(link.index)
+            .address(mac.0.to_vec())
+            .build();
+        let handle = self.handle().clone();
+        match self.block_on(async move { handle.link().change(msg).execute().await }) {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(m)) if -m.raw_code() == libc::EADDRNOTAVAIL => {
+                Ok(false)
+            }
+            Err(e) => Err(failed(&link.name, &format!("ip link set address {mac}"), e)),
+        }
+    }
+
     /// Equal to `ip link set <link> mtu <mtu>`.
     pub fn set_link_mtu(&self, link: &Link, mtu: u32) -> Result<()> {
         let msg = LinkUnspec::new_with_index(link.index).mtu(mtu).build();

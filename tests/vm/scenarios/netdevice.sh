@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Scenario: the kernel-mode fallback on real igbvf VFs (deviceType netdevice):
-#   ADD VF 0 for pod-a (MAC, VLAN-free, MTU 1400) and VF 1 for pod-b, with
+#   ADD VF 0 (admin MAC pinned by the PF beforehand) for pod-a (MAC, MTU
+#   1400) and VF 1 (MAC chosen by its driver) for pod-b, with
 #   Debian's host-local IPAM: each VF netdev is in its pod as net1 with its
 #   address and MTU; pod-a pings pod-b through the NIC's VF switch;
 #   CHECK passes; DEL pod-a: the netdev is back on the node under its name,
-#   MAC and MTU, the VF admin line as before, the lease released;
+#   MAC and MTU, the VF admin line as before, the pin set again, the lease
+#   released;
 #   pod-b's namespace is deleted BEFORE its DEL (the kernel hands the VF's
 #   netdev back to the node on its own): DEL finds it by PCI address and
 #   restores it too.
@@ -14,7 +16,18 @@
 
 cni_reset_node 2
 VF0=$(vf_bdf 0); VF1=$(vf_bdf 1)
+PF=$(pf_ifname)
+# VF 0 starts with an administrative MAC pinned by the PF (as node setup
+# leaves it; igb then refuses the VF driver any other MAC), VF 1 with a MAC
+# its driver chose (the all-zero admin MAC clears a pin). igbvf learns
+# either only when it probes, so both are rebound.
+PIN0=02:00:00:00:00:10
+ip link set "$PF" vf 0 mac "$PIN0"
+ip link set "$PF" vf 1 mac 00:00:00:00:00:00
+bind_kernel "$VF0"; bind_kernel "$VF1"
 IF0=$(vf_ifname 0); IF1=$(vf_ifname 1)
+assert_match "$(ip -o link show "$IF0")" "link/ether $PIN0" "$IF0 took the pinned MAC"
+assert_fails "$IF0 cannot change its pinned MAC" ip link set "$IF0" address 02:00:00:00:00:99
 LINE0=$(vf_line 0); LINE1=$(vf_line 1)
 # name, MTU and MAC of a node netdev
 netdev_facts() { ip -o link show "$1" | awk '{ for (i = 1; i <= NF; i++) { if ($i == "mtu") m = $(i+1); if ($i == "link/ether") a = $(i+1) } print $2, m, a }'; }
@@ -51,6 +64,7 @@ cni_check pod-a net1 "$CONF_A"; assert_cni_ok "CHECK pod-a"
 cni_del pod-a net1 "$CONF_A"; assert_cni_ok "DEL pod-a"
 assert_eq "$FACTS0" "$(netdev_facts "$IF0")" "$IF0 name, MTU and MAC after DEL"
 assert_eq "$LINE0" "$(vf_line 0)" "VF 0 line after DEL"
+assert_fails "VF 0's admin MAC is pinned again after DEL" ip link set "$IF0" address 02:00:00:00:00:99
 assert_fails "pod-a has no net1 any more" ip -n pod-a link show net1
 assert_fails "the lease of ${IP_A%/*} is released" test -e "$IPAM_DIR/$CNI_NETWORK/${IP_A%/*}"
 
@@ -59,6 +73,10 @@ pod_delete pod-b
 cni_del pod-b net1 "$CONF_B"; assert_cni_ok "DEL pod-b after its namespace is gone"
 assert_eq "$FACTS1" "$(netdev_facts "$IF1")" "$IF1 name, MTU and MAC after DEL"
 assert_eq "$LINE1" "$(vf_line 1)" "VF 1 line after DEL"
+MAC1=$(netdev_facts "$IF1" | awk '{print $3}')
+ip link set "$IF1" address 02:00:00:00:00:98 || fail "VF 1's MAC is pinned after DEL; it was not before ADD"
+ip link set "$IF1" address "$MAC1"
+pass "VF 1's MAC is still the driver's to choose"
 cni_del pod-b net1 "$CONF_B"; assert_cni_ok "second DEL pod-b"
 assert_no_state
 pod_delete pod-a
