@@ -114,6 +114,16 @@ pub struct Claim {
     pub ifname: String,
 }
 
+/// A device the node daemon bound to vfio-pci before any ADD (no-IOMMU mode:
+/// the group exists only once vfio-pci holds the device): the driver it had,
+/// which ADD records as the original and DEL restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prebound {
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -297,6 +307,34 @@ impl Ledger {
         }
         out.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
         Ok(out)
+    }
+
+    fn prebound_path(&self, device: &str) -> PathBuf {
+        self.dir.join("prebound").join(format!("{device}.json"))
+    }
+
+    /// What `device` was bound to before the node daemon bound it early.
+    pub fn prebound(&self, device: &str) -> Result<Option<Prebound>> {
+        let path = self.prebound_path(device);
+        match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| io_err("parse the early-bind record", &path, e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read", &path, e)),
+        }
+    }
+
+    /// Records, durably and before the rebind, the driver `device` had.
+    pub fn set_prebound(&self, device: &str, p: &Prebound) -> Result<()> {
+        let path = self.prebound_path(device);
+        let data = serde_json::to_vec(p).map_err(|e| io_err("encode", &path, e))?;
+        write_atomic(&path, &data, true)
+    }
+
+    /// Forgets an early bind, once DEL has put the device back.
+    pub fn clear_prebound(&self, device: &str) -> Result<()> {
+        remove_if_exists(&self.prebound_path(device))
     }
 
     /// Every device claimed by any network.

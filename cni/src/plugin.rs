@@ -321,6 +321,14 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     refuse_second_attachment(&ledger, &me)?;
 
     let d = sysfs.device(dev)?;
+    // A device the node daemon bound early (no-IOMMU Allocate) goes back to
+    // the driver it had before that, not to vfio-pci.
+    let (mut original_driver, mut original_override) = (d.driver()?, d.driver_override()?);
+    if original_driver.as_deref() == Some(VFIO_PCI) {
+        if let Some(p) = ledger.prebound(&dev.to_string())? {
+            (original_driver, original_override) = (p.driver, p.driver_override);
+        }
+    }
     let original_vf = match (&target.pf_ifname, target.vf_index) {
         (Some(pf), Some(vf)) if !plan.vf.is_empty() => Some(node.nl()?.vf_state(pf, vf)?),
         _ => None,
@@ -341,8 +349,8 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         iommu_mode: mode.as_str().into(),
         vfio_device: None,
         numa_node: d.numa_node()?,
-        original_driver: d.driver()?,
-        original_override: d.driver_override()?,
+        original_driver,
+        original_override,
         original_netdevs: d.net_names()?,
         original_vf,
         vf_settings: plan.vf.clone(),
@@ -544,6 +552,7 @@ pub(crate) fn teardown(
         )));
     }
     if att.device_type != "macvlan" {
+        ledger.clear_prebound(&att.device)?;
         ledger.release_claim(&att.device, &claim_of(att))?;
     }
     ledger.remove(att)?;

@@ -369,3 +369,39 @@ fn log_file_gets_the_commands_at_the_level_asked() {
         "{text}"
     );
 }
+
+#[test]
+fn a_device_the_node_daemon_bound_early_goes_back_to_its_first_driver() {
+    // In no-IOMMU mode the node daemon binds a VF to vfio-pci at Allocate
+    // (its group exists only then) and records the driver it had.
+    let bed = Bed::new(2);
+    let before = bed.state();
+    let vf: vfio::PciAddress = bed.vf(0).parse().unwrap();
+    vfio::fake::emulated(bed.root())
+        .bind_driver(vf, "vfio-pci", Default::default())
+        .unwrap();
+    dpdk_cni::ledger::Ledger::new(&bed.state_dir)
+        .set_prebound(
+            &bed.vf(0),
+            &dpdk_cni::ledger::Prebound {
+                driver: Some("igbvf".into()),
+                driver_override: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(bed.driver(0).as_deref(), Some("vfio-pci"));
+
+    let conf = bed.conf(0, json!({"vlan": 7}));
+    let out = bed.run("ADD", "pod-a", &conf);
+    assert!(out.ok(), "{out:?}");
+    let devinfo = bed
+        .root()
+        .join("var/run/k8s.cni.cncf.io/devinfo/cni/sriov-dpdk-pod-a-net1-device.json");
+    let di: serde_json::Value = serde_json::from_slice(&std::fs::read(&devinfo).unwrap()).unwrap();
+    assert_eq!(di["pci"]["original-driver"], "igbvf");
+
+    assert!(bed.run("DEL", "pod-a", &conf).ok());
+    // Back on igbvf, no driver_override, no early-bind record, VF settings as before.
+    common::assert_same(&before, &bed.state());
+    assert_eq!(bed.driver(0).as_deref(), Some("igbvf"));
+}

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use dpdk_cni::ledger::{Ledger, Prebound};
 use serde_json::{json, Value};
 use vfio::{PciAddress, Sysfs, VFIO_PCI};
 
@@ -40,12 +41,29 @@ pub struct GroupNode {
 /// the device. In no-IOMMU mode vfio-pci creates the group when it binds,
 /// so a device without one is bound here, early, to learn it; the host
 /// node is then `/dev/vfio/noiommu-N`, which the container sees as
-/// `/dev/vfio/N` (the name DPDK opens).
-pub fn group_node(sysfs: &Sysfs, addr: PciAddress) -> Result<GroupNode, String> {
+/// `/dev/vfio/N` (the name DPDK opens). The driver it had is recorded first
+/// in the CNI's state directory (`ledger`), so the plugin's DEL puts the
+/// device back on that driver rather than leaving it on vfio-pci.
+pub fn group_node(
+    sysfs: &Sysfs,
+    addr: PciAddress,
+    ledger: Option<&Ledger>,
+) -> Result<GroupNode, String> {
     let dev = sysfs.device(addr).map_err(|e| e.to_string())?;
     let mut group = dev.iommu_group().map_err(|e| e.to_string())?;
     let mut bound_here = false;
     if group.is_none() && sysfs.noiommu_enabled() {
+        if let Some(ledger) = ledger {
+            let first = Prebound {
+                driver: dev.driver().map_err(|e| e.to_string())?,
+                driver_override: dev.driver_override().map_err(|e| e.to_string())?,
+            };
+            if first.driver.as_deref() != Some(VFIO_PCI) {
+                ledger
+                    .set_prebound(&addr.to_string(), &first)
+                    .map_err(|e| format!("recording the driver of {addr}: {}", e.msg))?;
+            }
+        }
         sysfs
             .bind_driver(addr, VFIO_PCI, Default::default())
             .map_err(|e| format!("binding {addr} to vfio-pci to learn its no-IOMMU group: {e}"))?;
@@ -77,6 +95,7 @@ pub fn container_response(
     pool: &Pool,
     ids: &[String],
     cdi: bool,
+    ledger: Option<&Ledger>,
 ) -> Result<ContainerAllocateResponse, String> {
     let by_id: HashMap<String, &Device> = pool
         .devices
@@ -90,7 +109,7 @@ pub fn container_response(
         let d = by_id
             .get(id)
             .ok_or_else(|| format!("device {id} is not in pool {}", pool.resource))?;
-        let node = group_node(sysfs, d.addr)?;
+        let node = group_node(sysfs, d.addr, ledger)?;
         let mut entry = json!({
             "generic": {"deviceID": id},
             "vfio": {"mount": "/dev/vfio/vfio", "dev-mount": node.container.display().to_string()},
@@ -273,6 +292,50 @@ pub fn preferred(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_noiommu_group_is_learnt_by_binding_early_and_the_first_driver_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = vfio::fake::FakeNode::new(tmp.path().join("node")).unwrap();
+        let pf = node
+            .add_pf("0000:01:00.0".parse().unwrap(), "ens1f0", 2, 7, 0, 10)
+            .unwrap();
+        node.enable_noiommu().unwrap();
+        let sysfs = node.sysfs();
+        let ledger = Ledger::new(tmp.path().join("state"));
+        let vf = pf.vfs[1];
+        assert_eq!(sysfs.device(vf).unwrap().iommu_group().unwrap(), None);
+
+        let g = group_node(&sysfs, vf, Some(&ledger)).unwrap();
+        assert_eq!(
+            sysfs.device(vf).unwrap().driver().unwrap().as_deref(),
+            Some(VFIO_PCI)
+        );
+        assert_eq!(
+            g.host,
+            PathBuf::from(format!("/dev/vfio/noiommu-{}", g.group))
+        );
+        assert_eq!(g.container, PathBuf::from(format!("/dev/vfio/{}", g.group)));
+        assert_eq!(
+            ledger.prebound(&vf.to_string()).unwrap(),
+            Some(Prebound {
+                driver: Some("igbvf".into()),
+                driver_override: None
+            })
+        );
+        // Asked again (the device already on vfio-pci), the record stays the first driver.
+        let again = group_node(&sysfs, vf, Some(&ledger)).unwrap();
+        assert_eq!(again, g);
+        assert_eq!(
+            ledger
+                .prebound(&vf.to_string())
+                .unwrap()
+                .unwrap()
+                .driver
+                .as_deref(),
+            Some("igbvf")
+        );
+    }
 
     #[test]
     fn env_names_like_the_sriov_device_plugin() {

@@ -149,7 +149,8 @@ impl Pools {
             }
             let resource = p.resource.clone();
             let (tx, rx) = watch::channel(Arc::new(PoolView { pool: p, healthy }));
-            let svc = PluginService::new(rx, sysfs.clone(), cfg.cdi.is_some());
+            let svc = PluginService::new(rx, sysfs.clone(), cfg.cdi.is_some())
+                .with_state_dir(&opts.state_dir);
             tasks.push(tokio::spawn(plugin::run(
                 opts.kubelet_dir.clone(),
                 svc,

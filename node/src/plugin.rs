@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dpdk_cni::ledger::Ledger;
 use futures::Stream;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
@@ -86,11 +87,23 @@ pub struct PluginService {
     view: watch::Receiver<Arc<PoolView>>,
     sysfs: Sysfs,
     cdi: bool,
+    ledger: Option<Ledger>,
 }
 
 impl PluginService {
     pub fn new(view: watch::Receiver<Arc<PoolView>>, sysfs: Sysfs, cdi: bool) -> Self {
-        PluginService { view, sysfs, cdi }
+        PluginService {
+            view,
+            sysfs,
+            cdi,
+            ledger: None,
+        }
+    }
+
+    /// The CNI's state directory, where an early no-IOMMU bind is recorded.
+    pub fn with_state_dir(mut self, dir: &Path) -> Self {
+        self.ledger = Some(Ledger::new(dir));
+        self
     }
 }
 
@@ -168,14 +181,20 @@ impl DevicePlugin for PluginService {
         let view = self.view.borrow().clone();
         let mut resp = AllocateResponse::default();
         for c in req.into_inner().container_requests {
-            let r = allocate::container_response(&self.sysfs, &view.pool, &c.devices_ids, self.cdi)
-                .map_err(|e| {
-                    log::warn(&format!(
-                        "{}: allocate {:?}: {e}",
-                        view.pool.resource, c.devices_ids
-                    ));
-                    Status::invalid_argument(e)
-                })?;
+            let r = allocate::container_response(
+                &self.sysfs,
+                &view.pool,
+                &c.devices_ids,
+                self.cdi,
+                self.ledger.as_ref(),
+            )
+            .map_err(|e| {
+                log::warn(&format!(
+                    "{}: allocate {:?}: {e}",
+                    view.pool.resource, c.devices_ids
+                ));
+                Status::invalid_argument(e)
+            })?;
             log::info(&format!(
                 "{}: allocated {}",
                 view.pool.resource,

@@ -124,6 +124,18 @@ impl FakeNode {
         fs::create_dir_all(&groups).map_err(io(&groups))
     }
 
+    /// Turns the IOMMU off and vfio's no-IOMMU mode on: vfio-pci then makes
+    /// a group (`/dev/vfio/noiommu-N`) for each device it binds.
+    pub fn enable_noiommu(&self) -> Result<()> {
+        self.disable_iommu()?;
+        put(
+            &self
+                .root
+                .join("sys/module/vfio/parameters/enable_unsafe_noiommu_mode"),
+            "Y\n",
+        )
+    }
+
     /// Adds one PCI function.
     pub fn add_device(&self, d: &FakeDevice) -> Result<PathBuf> {
         let sysfs = Sysfs::new(&self.root);
@@ -288,8 +300,10 @@ fn attach(sysfs: &Sysfs, addr: PciAddress, driver: &str) -> Result<()> {
     link(&ddir, &dir.join("driver"))?;
     link(&dir, &ddir.join(addr.to_string()))?;
     if driver == crate::VFIO_PCI {
-        if let Ok(Some(g)) = sysfs.device(addr).and_then(|d| d.iommu_group()) {
-            put(&sysfs.dev_vfio_dir().join(g.to_string()), "")?;
+        match sysfs.device(addr).and_then(|d| d.iommu_group()) {
+            Ok(Some(g)) => put(&sysfs.dev_vfio_dir().join(g.to_string()), "")?,
+            Ok(None) if sysfs.noiommu_enabled() => noiommu_group(sysfs, addr)?,
+            _ => {}
         }
     } else if fake_attr(&dir, "default_driver").as_deref() == Some(driver) {
         if let Some(name) = fake_attr(&dir, "netdev") {
@@ -302,6 +316,24 @@ fn attach(sysfs: &Sysfs, addr: PciAddress, driver: &str) -> Result<()> {
     Ok(())
 }
 
+/// vfio-pci in no-IOMMU mode: a new group for `addr` and its noiommu node.
+fn noiommu_group(sysfs: &Sysfs, addr: PciAddress) -> Result<()> {
+    let groups = sysfs.iommu_groups_dir();
+    fs::create_dir_all(&groups).map_err(io(&groups))?;
+    let next = fs::read_dir(&groups)
+        .map_err(io(&groups))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .map_or(0, |n| n + 1);
+    let gdir = groups.join(next.to_string());
+    fs::create_dir_all(gdir.join("devices")).map_err(io(&gdir))?;
+    let dir = device_dir(sysfs, addr);
+    link(&dir, &gdir.join("devices").join(addr.to_string()))?;
+    link(&gdir, &dir.join("iommu_group"))?;
+    put(&sysfs.dev_vfio_dir().join(format!("noiommu-{next}")), "")
+}
+
 fn detach(sysfs: &Sysfs, addr: PciAddress) -> Result<()> {
     let dir = device_dir(sysfs, addr);
     let Ok(Some(driver)) = sysfs.device(addr).and_then(|d| d.driver()) else {
@@ -312,6 +344,13 @@ fn detach(sysfs: &Sysfs, addr: PciAddress) -> Result<()> {
     if driver == crate::VFIO_PCI {
         if let Ok(Some(g)) = sysfs.device(addr).and_then(|d| d.iommu_group()) {
             let _ = fs::remove_file(sysfs.dev_vfio_dir().join(g.to_string()));
+            // A no-IOMMU group lives only while vfio-pci holds the device.
+            let noiommu = sysfs.dev_vfio_dir().join(format!("noiommu-{g}"));
+            if noiommu.exists() {
+                let _ = fs::remove_file(&noiommu);
+                let _ = fs::remove_file(dir.join("iommu_group"));
+                let _ = fs::remove_dir_all(sysfs.iommu_groups_dir().join(g.to_string()));
+            }
         }
     }
     if let Some(name) = fake_attr(&dir, "netdev") {
