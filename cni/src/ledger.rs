@@ -165,6 +165,17 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     Ok(())
 }
 
+/// Reads a JSON record; `None` when there is none.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| io_err(&format!("parse {what}"), path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("read", path, e)),
+    }
+}
+
 fn remove_if_exists(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -241,13 +252,7 @@ impl Ledger {
     }
 
     fn load_path(&self, path: &Path) -> Result<Option<Attachment>> {
-        match fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| io_err("parse the attachment record", path, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", path, e)),
-        }
+        read_json(path, "the attachment record")
     }
 
     /// Records an attachment; `durable` before the first change to the node.
@@ -264,14 +269,7 @@ impl Ledger {
 
     /// Who holds `device`, if anyone.
     pub fn claim(&self, device: &str) -> Result<Option<Claim>> {
-        let path = self.claim_path(device);
-        match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| io_err("parse the device claim", &path, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &path, e)),
-        }
+        read_json(&self.claim_path(device), "the device claim")
     }
 
     pub fn set_claim(&self, device: &str, c: &Claim) -> Result<()> {
@@ -315,14 +313,7 @@ impl Ledger {
 
     /// What `device` was bound to before the node daemon bound it early.
     pub fn prebound(&self, device: &str) -> Result<Option<Prebound>> {
-        let path = self.prebound_path(device);
-        match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| io_err("parse the early-bind record", &path, e)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &path, e)),
-        }
+        read_json(&self.prebound_path(device), "the early-bind record")
     }
 
     /// Records, durably and before the rebind, the driver `device` had.
