@@ -32,6 +32,7 @@ unit-test: ## unit tests, fake-node tests of the binary, netns and IPAM tests (r
 	$(CARGO) test --locked --workspace
 
 vm-test: plugin ## every QEMU guest scenario in one boot
+	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
 	tests/vm/run.sh tests/vm/scenarios/all.sh
 
 bench-smoke: plugin ## the plugin bench, short: proves it runs and prints its summary

@@ -2,7 +2,7 @@
 # Every dpdk-cni scenario in ONE boot (boot and testpmd start-up are the slow
 # parts), in sequence, each as its own bash process starting from a reset
 # node (cni_reset_node: VFs on igbvf, default VF settings, no state):
-#   attach, two-pods, crash, bad-input, check, netdevice, timing
+#   attach, two-pods, crash, bad-input, check, netdevice, node, timing
 # Prints "vm: N passed, M failed" and exits non-zero if any failed.
 # Arguments: scenario names to run only those (default: all).
 # vm: noacs-pf
@@ -11,7 +11,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
 
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SCENARIOS=(attach two-pods crash bad-input check netdevice timing)
+SCENARIOS=(attach two-pods crash bad-input check netdevice node timing)
 [ $# -eq 0 ] || SCENARIOS=("$@")
 PASSED=(); FAILED=(); TIMES=()
 for s in "${SCENARIOS[@]}"; do
