@@ -110,6 +110,16 @@ $BB mkdir -p /newroot/run/vm/host /newroot/run/vm/bin
 $BB mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000 \
     vmrun /newroot/run/vm/host || die "mount 9p vmrun"
 
+# Host directories hidden by those tmpfs mounts that the run needs (a repo
+# checked out under /tmp): bound back from the host root, read-only.
+if [ -f /newroot/run/vm/host/binds ]; then
+    while read -r p; do
+        [ -n "$p" ] || continue
+        $BB mkdir -p "/newroot$p"
+        $BB mount -o bind "/lower$p" "/newroot$p" || die "bind $p from the host"
+    done < /newroot/run/vm/host/binds
+fi
+
 # Phase 2 must not depend on the initramfs, which switch_root deletes.
 $BB cp /bin/busybox /newroot/run/vm/busybox
 $BB cp /init /newroot/run/vm/init

@@ -7,6 +7,7 @@
 # Arguments: scenario names to run only those (default: all).
 # vm: noacs-pf
 # Run:  tests/vm/run.sh tests/vm/scenarios/all.sh [name...]
+set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
 
@@ -23,6 +24,11 @@ for s in "${SCENARIOS[@]}"; do
     bash "$DIR/$s.sh" 2>&1 | tee "$CNI_WORK/$s.out" || rc=${PIPESTATUS[0]}
     secs=$(awk -v us=$(( ${EPOCHREALTIME/./} - t0 )) 'BEGIN { printf "%.1f", us / 1e6 }')
     TIMES+=("$s ${secs}s")
+    # A scenario that exits 0 without a single passed assertion did not run.
+    if [ "$rc" = 0 ] && ! grep -q '^ok: ' "$CNI_WORK/$s.out"; then
+        log "$s exited 0 without one passed assertion"
+        rc=1
+    fi
     if [ "$rc" = 0 ]; then
         PASSED+=("$s"); log "======================================== $s: PASSED (${secs}s)"
     else
