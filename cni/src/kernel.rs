@@ -421,6 +421,86 @@ fn unpin_admin_mac(node: &mut Node, ledger: &Ledger, att: &mut Attachment) -> Re
         })
 }
 
+/// A unicast neighbour of `mac`: the kernel skips a change to the same
+/// address, so asking a VF driver for it proves nothing.
+fn neighbour_mac(mac: MacAddr) -> MacAddr {
+    let mut b = mac.0;
+    b[5] ^= 1;
+    MacAddr(b)
+}
+
+/// Whether the PF lets the VF driver behind `netdevs` choose its MAC (no
+/// administrative pin): asks for a neighbour address and puts the MAC back.
+/// A PF that pins refuses (EADDRNOTAVAIL) and nothing changes.
+pub fn vf_driver_may_choose_mac(netdevs: &[String]) -> bool {
+    let Some(name) = netdevs.first() else {
+        return false;
+    };
+    let Ok(nl) = host_netlink() else {
+        return false;
+    };
+    let Ok(Some(link)) = nl.link_by_name(name) else {
+        return false;
+    };
+    let Some(mac) = link.mac else {
+        return false;
+    };
+    match nl.try_set_link_mac(&link, neighbour_mac(mac)) {
+        Ok(true) => match nl.set_link_mac(&link, mac) {
+            Ok(()) => true,
+            Err(e) => {
+                // The driver is unbound next; rebinding it at DEL resets the address.
+                log::warn(&format!("{name}: putting MAC {mac} back failed: {e}"));
+                true
+            }
+        },
+        _ => false,
+    }
+}
+
+/// After a vfio-pci DEL gave the VF back to its driver with the original
+/// admin MAC (which pins it): clears the pin and has the driver ask for that
+/// MAC itself, as it had before ADD. Returns what could not be done.
+pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
+    let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) else {
+        return Vec::new();
+    };
+    if orig.mac == MacAddr::default() {
+        return Vec::new();
+    }
+    let names = att
+        .device
+        .parse::<PciAddress>()
+        .ok()
+        .and_then(|a| node.sysfs.device(a).ok())
+        .and_then(|d| d.net_names().ok())
+        .unwrap_or_default();
+    let Some(name) = names.first() else {
+        return vec![format!(
+            "{}: no netdev to give MAC {} back to",
+            att.device, orig.mac
+        )];
+    };
+    let r = (|| -> Result<()> {
+        let nl = host_netlink()?;
+        let link = nl
+            .link_by_name(name)
+            .map_err(nl_err)?
+            .ok_or_else(|| CniError::io(format!("{name} vanished")))?;
+        node.nl()?.set_vf_mac(pf, vf, MacAddr::default())?;
+        nl.set_link_mac(&link, neighbour_mac(orig.mac))
+            .map_err(nl_err)?;
+        nl.set_link_mac(&link, orig.mac).map_err(nl_err)
+    })();
+    match r {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!(
+            "failed to unpin the MAC of VF {vf} of {pf}: {}",
+            e.msg
+        )],
+    }
+}
+
 fn run_ipam(
     env: &CniEnv,
     att: &Attachment,
@@ -504,6 +584,7 @@ pub fn add_macvlan(
         macvlan_name: Some(tmp.clone()),
         fallback_reason: None,
         admin_mac_pinned: false,
+        admin_mac_driver_chosen: false,
     };
     att.device_info_file = Some(
         plan.device_info_file

@@ -82,6 +82,10 @@ pub struct Attachment {
     /// cleared it first and DEL sets it again after the netdev's MAC.
     #[serde(default)]
     pub admin_mac_pinned: bool,
+    /// vfio-pci mode: before ADD the VF driver could choose its own MAC (no
+    /// administrative pin), so DEL unpins the original MAC it sets back.
+    #[serde(default)]
+    pub admin_mac_driver_chosen: bool,
 }
 
 /// A netdev's name, MAC, MTU and state before ADD moved it.

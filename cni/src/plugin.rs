@@ -361,6 +361,7 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
         macvlan_name: None,
         fallback_reason,
         admin_mac_pinned: false,
+        admin_mac_driver_chosen: false,
     };
     att.device_info_file = Some(
         plan.device_info_file
@@ -418,6 +419,18 @@ fn add_steps(
     let dev: PciAddress = att.device.parse()?;
     let sysfs = node.sysfs.clone();
 
+    // The pod's MAC is set through the PF, which pins it; DEL sets the
+    // original back the same way. Whether it was a pin before is found out
+    // now, on the VF's netdev (a real node only: a fake one has no netdevs).
+    let orig_mac = att.original_vf.as_ref().map(|v| v.mac);
+    if plan.vf.mac.is_some()
+        && orig_mac.is_some_and(|m| m != netlink::MacAddr::default())
+        && node.root == Path::new("/")
+        && crate::kernel::vf_driver_may_choose_mac(&att.original_netdevs)
+    {
+        att.admin_mac_driver_chosen = true;
+        ledger.save(att, false)?;
+    }
     apply_vf(node, plan, att)?;
     failpoint::hit("vf-configured")?;
 
@@ -543,6 +556,9 @@ pub(crate) fn teardown(
             // driver starts from the original admin state when it probes again.
             restore_vf(node, att, &mut errors);
             restore_driver(node, att, &mut errors)?;
+            if att.admin_mac_driver_chosen && errors.is_empty() {
+                errors.extend(crate::kernel::unpin_vf_mac(node, att));
+            }
         }
     }
     if !errors.is_empty() {

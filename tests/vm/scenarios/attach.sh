@@ -6,7 +6,9 @@
 #   dpdk-testpmd (txonly) in the pod, with EAL arguments built from the
 #   device-info file, starts on the VF with the MAC ADD set and transmits;
 #   DEL -> the VF is back on igbvf with its netdev, its VF line equals the one
-#   from before ADD, no ledger or device-info file remains; a second DEL succeeds.
+#   from before ADD, its MAC is not left pinned by the PF (VF 0 starts with a
+#   MAC its driver chose), no ledger or device-info file remains; a second
+#   DEL succeeds.
 # Run:  tests/vm/run.sh tests/vm/scenarios/attach.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
@@ -16,6 +18,10 @@ POD=pod-a
 MAC=02:00:00:00:00:10
 cni_reset_node 2
 PF=$(pf_ifname); PF_BDF=$(pf_bdf); VF0=$(vf_bdf 0)
+# VF 0's MAC is its driver's choice (no administrative pin): the all-zero
+# admin MAC clears a pin, and igbvf picks and registers a MAC when it probes.
+ip link set "$PF" vf 0 mac 00:00:00:00:00:00
+bind_kernel "$VF0"
 
 # ------------------------------------------------------------- before ADD
 LINE_BEFORE=$(vf_line 0)
@@ -75,6 +81,11 @@ cni_del "$POD" net1 "$CONF"
 assert_cni_ok "DEL $VF0 for $POD"
 assert_vf_restored "$VF0" 0 "$LINE_BEFORE" "$STATE_BEFORE" "after DEL"
 assert_eq "$NETDEV_BEFORE" "$(vf_ifname 0)" "VF0 netdev name after DEL"
+MAC_BEFORE=$(ip -o link show "$NETDEV_BEFORE" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+ip link set "$NETDEV_BEFORE" address 02:00:00:00:00:98 \
+    || fail "VF0's MAC is pinned by the PF after DEL; its driver chose it before ADD"
+ip link set "$NETDEV_BEFORE" address "$MAC_BEFORE"
+pass "VF0's MAC is its driver's choice again after DEL"
 assert_fails "/dev/vfio/$GROUP removed" test -e "/dev/vfio/$GROUP"
 assert_no_state
 log "after DEL: $(vf_line 0)"
