@@ -56,6 +56,17 @@ pub enum DeviceKind {
     Netdevice { interface: String, vdev: String },
 }
 
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceKind::Vfio { pci } => write!(f, "vfio-pci {pci}"),
+            DeviceKind::Netdevice { interface, vdev } => {
+                write!(f, "netdevice {interface} (--vdev {vdev})")
+            }
+        }
+    }
+}
+
 /// Where to look for an optional input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location<T> {

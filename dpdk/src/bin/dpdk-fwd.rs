@@ -103,9 +103,10 @@ fn eal_args(opts: &Options) -> Result<Vec<String>, Box<dyn std::error::Error>> {
         println!("discovery: {note}");
     }
     for d in &plan.devices {
+        let numa = d.numa_node.map_or("unknown".to_string(), |n| n.to_string());
         println!(
-            "discovery: device {:?} numa={:?} from {}",
-            d.kind, d.numa_node, d.origin
+            "discovery: device {} (NUMA node {numa}) from {}",
+            d.kind, d.origin
         );
     }
     Ok(plan.args())
