@@ -421,6 +421,58 @@ fn unpin_admin_mac(node: &mut Node, ledger: &Ledger, att: &mut Attachment) -> Re
         })
 }
 
+/// After a vfio-pci DEL gave the device back to its kernel driver: the new
+/// netdev gets the name it had before ADD (the kernel hands out the first
+/// free `ethN`, which another device may have taken meanwhile). A name now
+/// held by another link is left alone, with a warning.
+pub fn restore_netdev_name(node: &Node, att: &Attachment) -> Vec<String> {
+    let Some(orig) = att.original_netdevs.first() else {
+        return Vec::new();
+    };
+    let Ok(addr) = att.device.parse::<PciAddress>() else {
+        return Vec::new();
+    };
+    let now = node
+        .sysfs
+        .device(addr)
+        .and_then(|d| d.net_names())
+        .unwrap_or_default();
+    let Some(now) = now.first() else {
+        return Vec::new();
+    };
+    if now == orig {
+        return Vec::new();
+    }
+    let r = (|| -> Result<()> {
+        let nl = host_netlink()?;
+        if nl.link_by_name(orig).map_err(nl_err)?.is_some() {
+            log::warn(&format!(
+                "{addr} is back as {now}: its name before ADD, {orig}, belongs to another link now"
+            ));
+            return Ok(());
+        }
+        let Some(link) = nl.link_by_name(now).map_err(nl_err)? else {
+            return Ok(());
+        };
+        if link.up {
+            nl.set_link_up(&link, false).map_err(nl_err)?;
+        }
+        nl.rename_link(&link, orig).map_err(nl_err)?;
+        if link.up {
+            let renamed = Link {
+                name: orig.clone(),
+                ..link
+            };
+            nl.set_link_up(&renamed, true).map_err(nl_err)?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!("failed to rename {now} back to {orig}: {}", e.msg)],
+    }
+}
+
 /// A unicast neighbour of `mac`: the kernel skips a change to the same
 /// address, so asking a VF driver for it proves nothing.
 fn neighbour_mac(mac: MacAddr) -> MacAddr {

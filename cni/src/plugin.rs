@@ -556,6 +556,9 @@ pub(crate) fn teardown(
             // driver starts from the original admin state when it probes again.
             restore_vf(node, att, &mut errors);
             restore_driver(node, att, &mut errors)?;
+            if errors.is_empty() {
+                errors.extend(crate::kernel::restore_netdev_name(node, att));
+            }
             if att.admin_mac_driver_chosen && errors.is_empty() {
                 errors.extend(crate::kernel::unpin_vf_mac(node, att));
             }
