@@ -18,7 +18,8 @@ deps: ## install the Debian packages (QEMU from bookworm-backports, DPDK, CNI pl
 plugin: ## build the static dpdk-cni binary (target/x86_64-unknown-linux-gnu/release/dpdk-cni)
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --target $(TARGET)
 
-demo: deps plugin ## boot the SR-IOV guest and attach a VF to a dpdk-testpmd pod, narrated
+demo: deps plugin ## boot the SR-IOV guest and attach VFs to DPDK pods (testpmd, dpdk-fwd), narrated
+	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	tests/vm/run.sh tests/vm/demo.sh
 
 test: deps lint unit-test bench-smoke dpdk-test vm-test image ## install what is needed and run every test
@@ -33,6 +34,7 @@ unit-test: ## unit tests, fake-node tests of the binary, netns and IPAM tests (r
 
 vm-test: plugin ## every QEMU guest scenario in one boot
 	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
+	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	tests/vm/run.sh tests/vm/scenarios/all.sh
 
 bench-smoke: plugin ## the plugin bench, short: proves it runs and prints its summary

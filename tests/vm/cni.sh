@@ -223,6 +223,29 @@ eal_args() {
     fi
 }
 
+# pod_annotations FILE POD IFNAME...: the pod's downward-API annotations file
+# holding the network-status annotation Multus would write for it: the
+# cluster network, then one entry per attachment IFNAME with the device-info
+# of that attachment, in the key="Go-quoted value" form.
+pod_annotations() {
+    local file=$1 pod=$2 ifn status
+    shift 2
+    status='[{"name":"cbr0","interface":"eth0","ips":["10.244.1.7"],"default":true}]'
+    for ifn in "$@"; do
+        status=$(jq -c --arg net "default/$CNI_NETWORK" --arg ifn "$ifn" \
+            --slurpfile d "$(devinfo_path "$pod" "$ifn")" \
+            '. + [{name: $net, interface: $ifn, "device-info": $d[0]}]' <<< "$status")
+    done
+    printf 'k8s.v1.cni.cncf.io/network-status="%s"\n' "$(sed 's/\\/\\\\/g; s/"/\\"/g' <<< "$status")" > "$file"
+}
+
+# fwd_bin: dpdk-fwd as built in the dpdk workspace (DPDK_FWD_BIN overrides).
+fwd_bin() {
+    local b=${DPDK_FWD_BIN:-${DPDK_CNI_REPO:-$VM_LIB_DIR/../..}/target/dpdk/debug/dpdk-fwd}
+    [ -x "$b" ] || fail "no dpdk-fwd at $b: cd dpdk && CARGO_TARGET_DIR=../target/dpdk cargo build --bin dpdk-fwd"
+    echo "$b"
+}
+
 # testpmd_start NAME NETNS DEVINFO_FILE [TESTPMD_ARGS...]: start dpdk-testpmd
 # in the background in a pod sandbox (run_pod_app: /dev/vfio/{vfio,<group>},
 # the pod's hugetlbfs, netns NETNS) with EAL arguments from DEVINFO_FILE; the

@@ -276,16 +276,24 @@ stage_bin() {
 #   POD_APP_PIDFILE=F  write CMD's PID (as seen from the guest) to F, so the
 #                      scenario can signal an app run in the background;
 #                      see pod_app_stop.
+#   POD_ANNOTATIONS=F  the pod's downward-API annotations file: bound at
+#                      /etc/podinfo/annotations, and the node's device-info
+#                      directory is hidden (a pod sees what Multus put in its
+#                      network-status annotation, not the node's files).
 #   GROUP "" or "-"    no vfio group: /dev/vfio holds only `vfio`.
+#   GROUP "6,7"        several groups (a pod with several VFs).
 run_pod_app() {
     [ $# -ge 5 ] && [ "$4" = -- ] || fail "usage: run_pod_app NETNS GROUP HUGEDIR -- CMD..."
-    local netns=$1 group=$2 huge=$3 bin
+    local netns=$1 group=$2 huge=$3 bin g
     shift 4
     [ -e "/run/netns/$netns" ] || fail "network namespace '$netns' does not exist"
     [ -c /dev/vfio/vfio ] || fail "/dev/vfio/vfio missing (vfio module not loaded?)"
     if [ "$group" = - ]; then group=""; fi
-    if [ -n "$group" ] && [ ! -c "/dev/vfio/$group" ]; then
-        fail "/dev/vfio/$group does not exist (device not bound to vfio-pci?)"
+    for g in ${group//,/ }; do
+        [ -c "/dev/vfio/$g" ] || fail "/dev/vfio/$g does not exist (device not bound to vfio-pci?)"
+    done
+    if [ -n "${POD_ANNOTATIONS:-}" ] && [ ! -f "$POD_ANNOTATIONS" ]; then
+        fail "POD_ANNOTATIONS: no file $POD_ANNOTATIONS"
     fi
     bin=$(stage_bin "$1")
     shift
@@ -293,7 +301,7 @@ run_pod_app() {
     if [ -n "${POD_APP_TIMEOUT:-}" ]; then
         wrap=(timeout -s "${POD_APP_SIGNAL:-INT}" -k 5 "$POD_APP_TIMEOUT")
     fi
-    POD_APP_PIDFILE=${POD_APP_PIDFILE:-} \
+    POD_APP_PIDFILE=${POD_APP_PIDFILE:-} POD_ANNOTATIONS=${POD_ANNOTATIONS:-} \
         "${wrap[@]}" unshare --mount --pid --fork --propagation private \
         /bin/bash "$VM_LIB_DIR/pod-sandbox.sh" "$netns" "$group" "$huge" "$bin" "$@"
 }

@@ -5,7 +5,9 @@
 #
 #   pod-sandbox.sh NETNS GROUP HUGEDIR CMD [ARGS...]
 #
-# GROUP may be empty: then /dev/vfio holds only the container node `vfio`.
+# GROUP may be empty: then /dev/vfio holds only the container node `vfio`;
+# or a comma-separated list. With POD_ANNOTATIONS set, that file is the
+# pod's /etc/podinfo/annotations and the node's device-info files are hidden.
 set -euo pipefail
 netns=$1 group=$2 huge=$3
 shift 3
@@ -29,7 +31,7 @@ mount -t proc proc /proc || die "mount /proc"
 # hidden once anything is mounted over /dev/vfio) and then moved into place.
 stage=$(mktemp -d /run/pod-vfio.XXXXXX)
 mount -t tmpfs -o mode=0755,size=64k pod-vfio "$stage" || die "tmpfs for /dev/vfio"
-for node in vfio ${group:+"$group"}; do
+for node in vfio ${group//,/ }; do
     touch "$stage/$node"
     mount --bind "/dev/vfio/$node" "$stage/$node" || die "bind /dev/vfio/$node"
 done
@@ -40,6 +42,17 @@ rmdir "$stage" 2>/dev/null || true   # the empty dir on the shared /run
 mkdir -p "$huge"
 if [ "$(stat -f -c %T "$huge")" != hugetlbfs ]; then
     mount -t hugetlbfs -o pagesize=2M pod-hugepages "$huge" || die "hugetlbfs on $huge"
+fi
+
+# The downward-API annotations; the node's device-info directory is not the pod's.
+if [ -n "${POD_ANNOTATIONS:-}" ]; then
+    mkdir -p /etc/podinfo
+    mount -t tmpfs -o mode=0755,size=64k podinfo /etc/podinfo || die "tmpfs for /etc/podinfo"
+    touch /etc/podinfo/annotations
+    mount --bind "$POD_ANNOTATIONS" /etc/podinfo/annotations || die "bind the annotations"
+    if [ -d /run/k8s.cni.cncf.io ]; then
+        mount -t tmpfs -o mode=0755,size=64k empty /run/k8s.cni.cncf.io || die "hide the device-info directory"
+    fi
 fi
 
 # Enter the pod network namespace and become the app.

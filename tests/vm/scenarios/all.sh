@@ -2,7 +2,7 @@
 # Every dpdk-cni scenario in ONE boot (boot and testpmd start-up are the slow
 # parts), in sequence, each as its own bash process starting from a reset
 # node (cni_reset_node: VFs on igbvf, default VF settings, no state):
-#   attach, two-pods, crash, bad-input, check, netdevice, node, timing
+#   attach, two-pods, crash, bad-input, check, netdevice, node, fwd, timing
 # Prints "vm: N passed, M failed" and exits non-zero if any failed.
 # Arguments: scenario names to run only those (default: all).
 # vm: noacs-pf
@@ -12,7 +12,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
 
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SCENARIOS=(attach two-pods crash bad-input check netdevice node timing)
+SCENARIOS=(attach two-pods crash bad-input check netdevice node fwd timing)
 [ $# -eq 0 ] || SCENARIOS=("$@")
 PASSED=(); FAILED=(); TIMES=()
 for s in "${SCENARIOS[@]}"; do
