@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# dpdk-cni demo, narrated, in the QEMU SR-IOV guest (about 1 minute):
+# dpdk-cni demo, narrated, in the QEMU SR-IOV guest (about 1.5 minutes):
 #   the NIC and its VFs -> the NetworkAttachmentDefinition -> CNI ADD as the
 #   runtime calls it, and its result -> the VF on vfio-pci -> the device-info
 #   file and the network-status annotation the pod would see -> dpdk-testpmd
-#   in the pod, sending packets -> CNI DEL -> the VF as it was before.
+#   in the pod, sending packets -> dpdk-fwd (Rust) in the same pod with a
+#   second VF, its EAL arguments found from the pod's annotation alone,
+#   forwarding what a third VF sends -> CNI DEL -> the VFs as they were.
 # Exits non-zero if any step fails.
 # Run:  tests/vm/run.sh tests/vm/demo.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,11 +21,12 @@ say() { echo; step=$((step + 1)); echo "=== $step. $* ==="; }
 note() { echo "    # $*"; }
 indent() { sed 's/^/    /'; }
 
-cni_reset_node 2
-PF=$(pf_ifname); PF_BDF=$(pf_bdf); VF0=$(vf_bdf 0)
+FWD_BIN=$(fwd_bin)
+cni_reset_node 3
+PF=$(pf_ifname); PF_BDF=$(pf_bdf); VF0=$(vf_bdf 0); VF1=$(vf_bdf 1); VF2=$(vf_bdf 2)
 
 # ------------------------------------------------------------------------
-say "The node: an Intel 82576 (igb) PF with 2 SR-IOV VFs, an IOMMU, vfio-pci"
+say "The node: an Intel 82576 (igb) PF with 3 SR-IOV VFs, an IOMMU, vfio-pci"
 lspci_line() {
     local d=/sys/bus/pci/devices/$1 n="" x
     for x in "$d"/net/*; do [ -e "$x" ] && n+="${x##*/}"; done
@@ -31,12 +34,12 @@ lspci_line() {
         "$(cut -c3- < "$d/vendor")" "$(cut -c3- < "$d/device")" "$(cut -c3-6 < "$d/class")" \
         "$(pci_driver "$1")" "$(iommu_group "$1")" "$(< "$d/numa_node")" "${n:--}"
 }
-{ lspci_line "$PF_BDF"; lspci_line "$VF0"; lspci_line "$(vf_bdf 1)"; } | indent
+{ lspci_line "$PF_BDF"; lspci_line "$VF0"; lspci_line "$VF1"; lspci_line "$VF2"; } | indent
 note "sriov_numvfs $(< /sys/bus/pci/devices/$PF_BDF/sriov_numvfs) of $(< /sys/bus/pci/devices/$PF_BDF/sriov_totalvfs); vfio-pci loaded: $([ -d /sys/bus/pci/drivers/vfio-pci ] && echo yes)"
 echo "    \$ ip link show $PF"
 ip link show "$PF" | indent
-LINE_BEFORE=$(vf_line 0)
-STATE_BEFORE=$(device_state "$VF0")
+LINE_BEFORE=$(vf_line 0); LINE1=$(vf_line 1); LINE2=$(vf_line 2)
+STATE_BEFORE=$(device_state "$VF0"); STATE1=$(device_state "$VF1"); STATE2=$(device_state "$VF2")
 
 # ------------------------------------------------------------------------
 say "The NetworkAttachmentDefinition (what a user writes)"
@@ -117,6 +120,38 @@ assert_eq 0 "$TESTPMD_RC" "testpmd exit status" | indent
 assert_gt "$(testpmd_stat "$POD" TX-packets)" 0 "packets sent by the pod through $VF0" | indent
 
 # ------------------------------------------------------------------------
+say "A Rust DPDK app: dpdk-fwd, a second VF for the pod, EAL arguments from discovery"
+CONF2=$(netconf "$VF1" '. + {vlan: 100, mac: "02:00:00:00:00:11"}')
+cni_call ADD "$POD" net2 "$CONF2"
+assert_cni_ok "ADD $VF1 for $POD as net2" | indent
+GEN=traffic-gen-5f2c1
+pod_create "$GEN"
+CONF3=$(netconf "$VF2" '. + {vlan: 100, mac: "02:00:00:00:00:12"}')
+cni_call ADD "$GEN" net1 "$CONF3"
+assert_cni_ok "ADD $VF2 for a traffic source pod, $GEN" | indent
+ANNOTATIONS=$CNI_WORK/$POD.annotations
+pod_annotations "$ANNOTATIONS" "$POD" "$IFNAME" net2
+note "the pod sees its network-status annotation at /etc/podinfo/annotations (downward API),"
+note "/dev/vfio/{vfio,$GROUP,$(iommu_group "$VF1")} and a hugetlbfs; dpdk-fwd gets no EAL arguments"
+testpmd_start "$GEN" "$GEN" "$(devinfo_path "$GEN")" --forward-mode=txonly --eth-peer="0,$MAC"
+testpmd_wait_stat "$GEN" TX-packets
+echo "    \$ dpdk-fwd --duration 6 --stats-period 2 --mem-mb 64"
+rc=0
+POD_ANNOTATIONS=$ANNOTATIONS POD_APP_TIMEOUT=120 \
+    run_pod_app "$POD" "$GROUP,$(iommu_group "$VF1")" "$POD_HUGEDIR" -- \
+    "$FWD_BIN" --duration 6 --stats-period 2 --mem-mb 64 --mbufs 4095 > "$CNI_WORK/fwd.log" 2>&1 || rc=$?
+testpmd_stop "$GEN"
+grep -a -E '^(discovery|eal-args|stats|fwd-result)' "$CNI_WORK/fwd.log" | indent
+assert_eq 0 "$rc" "dpdk-fwd exit status" | indent
+FWD=$(sed -n 's/^fwd-result: .* forwarded=\([0-9]*\).*/\1/p' "$CNI_WORK/fwd.log")
+assert_gt "${FWD:-0}" 0 "packets dpdk-fwd forwarded from $VF0 to $VF1" | indent
+cni_call DEL "$GEN" net1 "$CONF3"
+assert_cni_ok "DEL $GEN" | indent
+pod_delete "$GEN"
+cni_call DEL "$POD" net2 "$CONF2"
+assert_cni_ok "DEL $POD net2" | indent
+
+# ------------------------------------------------------------------------
 say "The pod goes away: CNI DEL"
 echo "    \$ CNI_COMMAND=DEL CNI_CONTAINERID=$POD ... dpdk-cni < netconf.json"
 t0=${EPOCHREALTIME/./}
@@ -130,9 +165,11 @@ echo "    before: $LINE_BEFORE"
 echo "    after:  $(vf_line 0)"
 lspci_line "$VF0" | indent
 assert_vf_restored "$VF0" 0 "$LINE_BEFORE" "$STATE_BEFORE" "after DEL" | indent
+assert_vf_restored "$VF1" 1 "$LINE1" "$STATE1" "after DEL" | indent
+assert_vf_restored "$VF2" 2 "$LINE2" "$STATE2" "after DEL" | indent
 assert_no_state | indent
 [ -z "$(ls /var/lib/cni/networks/"$CNI_NETWORK" 2>/dev/null | grep -v '^last_reserved_ip\|^lock$')" ] ||
     fail "host-local still holds an address: $(ls /var/lib/cni/networks/"$CNI_NETWORK")"
 pass "host-local released the pod's address" | indent
 echo
-echo "demo: done - the VF went to the pod on vfio-pci, carried DPDK traffic, and came back unchanged"
+echo "demo: done - the VFs went to the pods on vfio-pci, carried DPDK traffic (testpmd, dpdk-fwd), and came back unchanged"
