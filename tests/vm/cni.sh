@@ -206,21 +206,26 @@ assert_vf_restored() {
 pod_create() { ip netns add "$1"; }
 pod_delete() { ip netns del "$1" 2>/dev/null || true; }
 
-# eal_args DEVINFO_FILE HUGEDIR [FILE_PREFIX]: DPDK EAL arguments, one per
-# line, from the device-info file the plugin wrote: -a <pci-address>,
-# --huge-dir, --in-memory (or --file-prefix when given), and --socket-mem
-# with 64 MB on the reported NUMA node when it is >= 0.
-eal_args() {
-    local info=$1 huge=$2 prefix=${3:-} addr numa i mem=""
-    addr=$(jq -er '.pci["pci-address"] | select(type == "string" and . != "")' "$info") ||
-        fail "no pci-address in $info"
-    numa=$(jq -r '.pci["numa-node"] // -1' "$info")
+# eal_for BDF HUGEDIR NUMA [FILE_PREFIX]: DPDK EAL arguments, one per line:
+# -a BDF, --huge-dir, --in-memory (or --file-prefix when given), and
+# --socket-mem with 64 MB on NUMA when it is >= 0.
+eal_for() {
+    local addr=$1 huge=$2 numa=$3 prefix=${4:-} i mem=""
     printf '%s\n' -a "$addr" --huge-dir "$huge"
     if [ -n "$prefix" ]; then printf '%s\n' --file-prefix "$prefix"; else echo --in-memory; fi
     if [[ "$numa" =~ ^[0-9]+$ ]]; then
         for ((i = 0; i < numa; i++)); do mem+="0,"; done
         printf '%s\n' --socket-mem "${mem}64"
     fi
+}
+
+# eal_args DEVINFO_FILE HUGEDIR [FILE_PREFIX]: eal_for the device the plugin
+# reported in its device-info file, on the NUMA node it reported.
+eal_args() {
+    local info=$1 addr
+    addr=$(jq -er '.pci["pci-address"] | select(type == "string" and . != "")' "$info") ||
+        fail "no pci-address in $info"
+    eal_for "$addr" "$2" "$(jq -r '.pci["numa-node"] // -1' "$info")" "${3:-}"
 }
 
 # pod_annotations FILE POD IFNAME...: the pod's downward-API annotations file
@@ -246,28 +251,34 @@ fwd_bin() {
     echo "$b"
 }
 
-# testpmd_start NAME NETNS DEVINFO_FILE [TESTPMD_ARGS...]: start dpdk-testpmd
-# in the background in a pod sandbox (run_pod_app: /dev/vfio/{vfio,<group>},
-# the pod's hugetlbfs, netns NETNS) with EAL arguments from DEVINFO_FILE; the
-# group comes from its "iommu-group".  Output goes to $CNI_WORK/NAME.log.
-testpmd_start() {
-    local name=$1 netns=$2 info=$3 group log
-    shift 3
-    group=$(devinfo_get "$info" iommu-group)
+# testpmd_launch NAME NETNS GROUP HUGEDIR [TESTPMD_ARGS...]: start
+# dpdk-testpmd in the background in a pod sandbox (run_pod_app:
+# /dev/vfio/{vfio,GROUP}, the hugetlbfs HUGEDIR, netns NETNS) with the EAL
+# arguments in the array TESTPMD_EAL.  Output goes to $CNI_WORK/NAME.log.
+testpmd_launch() {
+    local name=$1 netns=$2 group=$3 huge=$4 log
+    shift 4
     log=$CNI_WORK/$name.log
-    local -a eal
-    mapfile -t eal < <(eal_args "$info" "$POD_HUGEDIR")
-    [ "${#eal[@]}" -ge 4 ] || fail "could not build EAL arguments from $info"
-    log "testpmd $name: dpdk-testpmd -l 0-1 -n 1 ${eal[*]} -- $* (netns $netns, /dev/vfio/{vfio,$group})"
+    log "testpmd $name: dpdk-testpmd -l 0-1 -n 1 ${TESTPMD_EAL[*]} -- $* (netns $netns, /dev/vfio/{vfio,$group})"
     : > "$log"
     rm -f "$log.pid"
     POD_APP_PIDFILE=$log.pid POD_APP_TIMEOUT=$(( ${TESTPMD_START_TIMEOUT:-120} + 60 )) \
-        run_pod_app "$netns" "$group" "$POD_HUGEDIR" -- \
-        dpdk-testpmd -l 0-1 -n 1 "${eal[@]}" --log-level=lib.eal:notice \
+        run_pod_app "$netns" "$group" "$huge" -- \
+        dpdk-testpmd -l 0-1 -n 1 "${TESTPMD_EAL[@]}" --log-level=lib.eal:notice \
             -- --stats-period 1 --nb-cores=1 --total-num-mbufs=2048 --rxd=256 --txd=256 "$@" \
         > "$log" 2>&1 &
     echo $! > "$log.job"
     TESTPMD_RUNNING+=("$name")
+}
+
+# testpmd_start NAME NETNS DEVINFO_FILE [TESTPMD_ARGS...]: testpmd_launch with
+# the EAL arguments and the group from the device-info file the plugin wrote.
+testpmd_start() {
+    local name=$1 netns=$2 info=$3
+    shift 3
+    mapfile -t TESTPMD_EAL < <(eal_args "$info" "$POD_HUGEDIR")
+    [ "${#TESTPMD_EAL[@]}" -ge 4 ] || fail "could not build EAL arguments from $info"
+    testpmd_launch "$name" "$netns" "$(devinfo_get "$info" iommu-group)" "$POD_HUGEDIR" "$@"
 }
 
 # testpmd_stat NAME KEY: the largest "KEY: N" testpmd printed (KEY e.g.

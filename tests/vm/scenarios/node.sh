@@ -112,29 +112,15 @@ rpc() {
 }
 
 # pod_testpmd_start NAME NETNS GROUP HUGEDIR BDF NUMA [TESTPMD_ARGS...]:
-# testpmd_start (cni.sh) for a container built from an Allocate answer: the
+# testpmd_launch (cni.sh) for a container built from an Allocate answer: the
 # vfio group and hugetlbfs from its device specs and mount, the PCI address
 # from its env, --socket-mem on NUMA when that is >= 0.  Stop it with
 # testpmd_stop NAME.
 pod_testpmd_start() {
-    local name=$1 netns=$2 group=$3 huge=$4 bdf=$5 numa=$6 log i mem=""
+    local name=$1 netns=$2 group=$3 huge=$4 bdf=$5 numa=$6
     shift 6
-    log=$CNI_WORK/$name.log
-    local -a eal=(-a "$bdf" --huge-dir "$huge" --in-memory)
-    if [[ "$numa" =~ ^[0-9]+$ ]]; then
-        for ((i = 0; i < numa; i++)); do mem+="0,"; done
-        eal+=(--socket-mem "${mem}64")
-    fi
-    log "testpmd $name: dpdk-testpmd -l 0-1 -n 1 ${eal[*]} -- $* (netns $netns, /dev/vfio/{vfio,$group})"
-    : > "$log"
-    rm -f "$log.pid"
-    POD_APP_PIDFILE=$log.pid POD_APP_TIMEOUT=$(( ${TESTPMD_START_TIMEOUT:-120} + 60 )) \
-        run_pod_app "$netns" "$group" "$huge" -- \
-        dpdk-testpmd -l 0-1 -n 1 "${eal[@]}" --log-level=lib.eal:notice \
-            -- --stats-period 1 --nb-cores=1 --total-num-mbufs=2048 --rxd=256 --txd=256 "$@" \
-        > "$log" 2>&1 &
-    echo $! > "$log.job"
-    TESTPMD_RUNNING+=("$name")
+    mapfile -t TESTPMD_EAL < <(eal_for "$bdf" "$huge" "$numa")
+    testpmd_launch "$name" "$netns" "$group" "$huge" "$@"
 }
 
 # ------------------------------------------------------- a PF without VFs
