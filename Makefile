@@ -35,7 +35,7 @@ unit-test: ## unit tests, fake-node tests of the binary, netns and IPAM tests (r
 vm-test: plugin ## every QEMU guest scenario in one boot
 	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
-	tests/vm/run.sh tests/vm/scenarios/all.sh
+	VM_TIMEOUT=$${VM_TIMEOUT:-900} tests/vm/run.sh tests/vm/scenarios/all.sh
 
 bench-smoke: plugin ## the plugin bench, short: proves it runs and prints its summary
 	BENCH_ROUNDS=20 $(CARGO) bench --locked -p dpdk-cni-benches -- --test

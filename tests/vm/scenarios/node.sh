@@ -77,7 +77,10 @@ kubelet_sim() {
     "$SIM" --dir "$KDIR" --resource "$RESOURCE" --timeout 60 "$@" \
         > "$WORK/$name.out" 2> "$WORK/$name.err" &
     SIM_PID=$!
-    wait_for 30 "kubelet-sim $name to listen on $KDIR/kubelet.sock" test -S "$KDIR/kubelet.sock"
+    # Its message, not the socket: a quick run may be over (and the socket
+    # gone) before the next look.
+    wait_for 30 "kubelet-sim $name to listen on $KDIR/kubelet.sock" \
+        grep -q '^kubelet-sim: serving Registration' "$WORK/$name.err"
     log "kubelet-sim $name (pid $SIM_PID) listening on $KDIR/kubelet.sock: $*"
 }
 
