@@ -429,29 +429,22 @@ pub fn restore_netdev_name(node: &Node, att: &Attachment) -> Vec<String> {
     let Some(orig) = att.original_netdevs.first() else {
         return Vec::new();
     };
-    let Ok(addr) = att.device.parse::<PciAddress>() else {
+    let Some(now) = current_netdev(node, att) else {
         return Vec::new();
     };
-    let now = node
-        .sysfs
-        .device(addr)
-        .and_then(|d| d.net_names())
-        .unwrap_or_default();
-    let Some(now) = now.first() else {
-        return Vec::new();
-    };
-    if now == orig {
+    if &now == orig {
         return Vec::new();
     }
     let r = (|| -> Result<()> {
         let nl = host_netlink()?;
         if nl.link_by_name(orig).map_err(nl_err)?.is_some() {
             log::warn(&format!(
-                "{addr} is back as {now}: its name before ADD, {orig}, belongs to another link now"
+                "{} is back as {now}: its name before ADD, {orig}, belongs to another link now",
+                att.device
             ));
             return Ok(());
         }
-        let Some(link) = nl.link_by_name(now).map_err(nl_err)? else {
+        let Some(link) = nl.link_by_name(&now).map_err(nl_err)? else {
             return Ok(());
         };
         if link.up {
@@ -471,6 +464,13 @@ pub fn restore_netdev_name(node: &Node, att: &Attachment) -> Vec<String> {
         Ok(()) => Vec::new(),
         Err(e) => vec![format!("failed to rename {now} back to {orig}: {}", e.msg)],
     }
+}
+
+/// The netdev the attachment's device has in the host now, if any.
+fn current_netdev(node: &Node, att: &Attachment) -> Option<String> {
+    let addr = att.device.parse::<PciAddress>().ok()?;
+    let names = node.sysfs.device(addr).ok()?.net_names().ok()?;
+    names.into_iter().next()
 }
 
 /// A unicast neighbour of `mac`: the kernel skips a change to the same
@@ -520,14 +520,7 @@ pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
     if orig.mac == MacAddr::default() {
         return Vec::new();
     }
-    let names = att
-        .device
-        .parse::<PciAddress>()
-        .ok()
-        .and_then(|a| node.sysfs.device(a).ok())
-        .and_then(|d| d.net_names().ok())
-        .unwrap_or_default();
-    let Some(name) = names.first() else {
+    let Some(name) = current_netdev(node, att) else {
         return vec![format!(
             "{}: no netdev to give MAC {} back to",
             att.device, orig.mac
@@ -536,7 +529,7 @@ pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
     let r = (|| -> Result<()> {
         let nl = host_netlink()?;
         let link = nl
-            .link_by_name(name)
+            .link_by_name(&name)
             .map_err(nl_err)?
             .ok_or_else(|| CniError::io(format!("{name} vanished")))?;
         node.nl()?.set_vf_mac(pf, vf, MacAddr::default())?;

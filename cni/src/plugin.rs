@@ -535,9 +535,9 @@ pub(crate) fn teardown(
             // administratively set MAC address"). When the PF reported the
             // netdev's own MAC before ADD, the VF driver had chosen it: clear
             // the admin MAC rather than pin it, and let the netdev restore
-            // below ask for it again, as it was.
-            // When ADD found the admin MAC pinned, the netdev gets its MAC
-            // back unpinned and the original pin is set again afterwards.
+            // below ask for it again, as it was. When ADD found the admin MAC
+            // pinned, the netdev likewise gets its MAC back unpinned, and the
+            // original pin is set again afterwards.
             let mut unpinned = att.clone();
             if let (Some(vf), Some(link)) = (unpinned.original_vf.as_mut(), &att.original_link) {
                 if att.admin_mac_pinned || link.mac.as_deref() == Some(vf.mac.to_string().as_str())

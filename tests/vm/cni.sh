@@ -251,6 +251,25 @@ fwd_bin() {
     echo "$b"
 }
 
+# fwd_run NETNS GROUPS ANNOTATIONS LOG [DPDK_FWD_ARGS...]: dpdk-fwd in a pod
+# sandbox (/dev/vfio/{vfio,GROUPS}, ANNOTATIONS as its downward-API file, the
+# pod's hugetlbfs) with no EAL arguments, 64 MiB of hugepages and 4095
+# mbufs; its output goes to LOG. Returns its exit status.
+fwd_run() {
+    local netns=$1 groups=$2 ann=$3 out=$4 bin
+    shift 4
+    bin=$(fwd_bin)
+    POD_ANNOTATIONS=$ann POD_APP_TIMEOUT=150 \
+        run_pod_app "$netns" "$groups" "$POD_HUGEDIR" -- \
+        "$bin" --mem-mb 64 --mbufs 4095 "$@" > "$out" 2>&1
+}
+
+# fwd_result LOG KEY: a number from dpdk-fwd's final "fwd-result:" line
+# (forwarded, rx, tx, dropped...), empty if there is none.
+fwd_result() {
+    sed -n "s/^fwd-result: .* $2=\([0-9]*\).*/\1/p" "$1"
+}
+
 # testpmd_launch NAME NETNS GROUP HUGEDIR [TESTPMD_ARGS...]: start
 # dpdk-testpmd in the background in a pod sandbox (run_pod_app:
 # /dev/vfio/{vfio,GROUP}, the hugetlbfs HUGEDIR, netns NETNS) with the EAL

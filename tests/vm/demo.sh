@@ -21,7 +21,7 @@ say() { echo; step=$((step + 1)); echo "=== $step. $* ==="; }
 note() { echo "    # $*"; }
 indent() { sed 's/^/    /'; }
 
-FWD_BIN=$(fwd_bin)
+fwd_bin > /dev/null   # fails early when dpdk-fwd is not built
 cni_reset_node 3
 PF=$(pf_ifname); PF_BDF=$(pf_bdf); VF0=$(vf_bdf 0); VF1=$(vf_bdf 1); VF2=$(vf_bdf 2)
 
@@ -137,13 +137,12 @@ testpmd_start "$GEN" "$GEN" "$(devinfo_path "$GEN")" --forward-mode=txonly --eth
 testpmd_wait_stat "$GEN" TX-packets
 echo "    \$ dpdk-fwd --duration 6 --stats-period 2 --mem-mb 64"
 rc=0
-POD_ANNOTATIONS=$ANNOTATIONS POD_APP_TIMEOUT=120 \
-    run_pod_app "$POD" "$GROUP,$(iommu_group "$VF1")" "$POD_HUGEDIR" -- \
-    "$FWD_BIN" --duration 6 --stats-period 2 --mem-mb 64 --mbufs 4095 > "$CNI_WORK/fwd.log" 2>&1 || rc=$?
+fwd_run "$POD" "$GROUP,$(iommu_group "$VF1")" "$ANNOTATIONS" "$CNI_WORK/fwd.log" \
+    --duration 6 --stats-period 2 || rc=$?
 testpmd_stop "$GEN"
 grep -a -E '^(discovery|eal-args|stats|fwd-result)' "$CNI_WORK/fwd.log" | indent
 assert_eq 0 "$rc" "dpdk-fwd exit status" | indent
-FWD=$(sed -n 's/^fwd-result: .* forwarded=\([0-9]*\).*/\1/p' "$CNI_WORK/fwd.log")
+FWD=$(fwd_result "$CNI_WORK/fwd.log" forwarded)
 assert_gt "${FWD:-0}" 0 "packets dpdk-fwd forwarded from $VF0 to $VF1" | indent
 cni_call DEL "$GEN" net1 "$CONF3"
 assert_cni_ok "DEL $GEN" | indent

@@ -44,6 +44,12 @@ fn from_message(m: LinkMessage) -> Link {
     l
 }
 
+fn mac_message(link: &Link, mac: MacAddr) -> LinkMessage {
+    LinkUnspec::new_with_index(link.index)
+        .address(mac.0.to_vec())
+        .build()
+}
+
 fn failed(link: &str, what: &str, e: rtnetlink::Error) -> NetlinkError {
     match e {
         rtnetlink::Error::NetlinkError(m) => NetlinkError::Other {
@@ -87,10 +93,13 @@ impl RtNetlink {
             .map_err(|e| failed("*", "ip link show", e))
     }
 
-    fn change(&self, name: &str, what: &str, msg: LinkMessage) -> Result<()> {
+    fn change_raw(&self, msg: LinkMessage) -> std::result::Result<(), rtnetlink::Error> {
         let handle = self.handle().clone();
         self.block_on(async move { handle.link().change(msg).execute().await })
-            .map_err(|e| failed(name, what, e))
+    }
+
+    fn change(&self, name: &str, what: &str, msg: LinkMessage) -> Result<()> {
+        self.change_raw(msg).map_err(|e| failed(name, what, e))
     }
 
     /// Equal to `ip link set <link> up` or `down`.
@@ -118,21 +127,18 @@ impl RtNetlink {
 
     /// Equal to `ip link set <link> address <mac>`.
     pub fn set_link_mac(&self, link: &Link, mac: MacAddr) -> Result<()> {
-        let msg = LinkUnspec::new_with_index(link.index)
-            .address(mac.0.to_vec())
-            .build();
-        self.change(&link.name, &format!("ip link set address {mac}"), msg)
+        self.change(
+            &link.name,
+            &format!("ip link set address {mac}"),
+            mac_message(link, mac),
+        )
     }
 
     /// Like [`Self::set_link_mac`], but `Ok(false)` when the driver answers
     /// EADDRNOTAVAIL: a VF driver whose PF holds an administrative MAC for it
     /// (igb refuses the VF any MAC while one is set, even the same one).
     pub fn try_set_link_mac(&self, link: &Link, mac: MacAddr) -> Result<bool> {
-        let msg = LinkUnspec::new_with_index(link.index)
-            .address(mac.0.to_vec())
-            .build();
-        let handle = self.handle().clone();
-        match self.block_on(async move { handle.link().change(msg).execute().await }) {
+        match self.change_raw(mac_message(link, mac)) {
             Ok(()) => Ok(true),
             Err(rtnetlink::Error::NetlinkError(m)) if -m.raw_code() == libc::EADDRNOTAVAIL => {
                 Ok(false)

@@ -18,7 +18,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
 trap testpmd_cleanup EXIT
 
-FWD_BIN=$(fwd_bin)
+fwd_bin > /dev/null   # fails early when dpdk-fwd is not built
 MAC0=02:00:00:00:0f:00
 MAC1=02:00:00:00:0f:01
 MAC2=02:00:00:00:0f:02
@@ -49,9 +49,7 @@ testpmd_wait_stat pod-gen TX-packets
 FWD_LOG=$CNI_WORK/pod-fwd.log
 log "dpdk-fwd in pod-fwd (/dev/vfio/{vfio,$G0,$G1}), no EAL arguments"
 rc=0
-POD_ANNOTATIONS=$ANNOTATIONS POD_APP_TIMEOUT=150 \
-    run_pod_app pod-fwd "$G0,$G1" "$POD_HUGEDIR" -- \
-    "$FWD_BIN" --duration 8 --stats-period 2 --mem-mb 64 --mbufs 4095 > "$FWD_LOG" 2>&1 || rc=$?
+fwd_run pod-fwd "$G0,$G1" "$ANNOTATIONS" "$FWD_LOG" --duration 8 --stats-period 2 || rc=$?
 testpmd_stop pod-gen
 grep -a -E '^(discovery|eal-args|stats|fwd-result)' "$FWD_LOG" || tail -n 30 "$FWD_LOG"
 assert_eq 0 "$rc" "dpdk-fwd exit status"
@@ -62,11 +60,9 @@ assert_match "$EAL" "-a $VF1" "discovery: VF 1 from the network-status annotatio
 assert_fails "discovery: no device of pod-gen" grep -q -- "-a $VF2" <<< "$EAL"
 assert_match "$EAL" "--huge-dir /" "discovery: a hugetlbfs mount"
 assert_match "$EAL" "--file-prefix " "discovery: a file prefix"
-RESULT=$(grep -a '^fwd-result: ' "$FWD_LOG")
-field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<< "$RESULT"; }
-assert_gt "$(field rx)" 0 "dpdk-fwd received (port 0, from pod-gen)"
-assert_gt "$(field forwarded)" 0 "dpdk-fwd forwarded"
-assert_gt "$(field tx)" 0 "dpdk-fwd transmitted (port 1)"
+assert_gt "$(fwd_result "$FWD_LOG" rx)" 0 "dpdk-fwd received (port 0, from pod-gen)"
+assert_gt "$(fwd_result "$FWD_LOG" forwarded)" 0 "dpdk-fwd forwarded"
+assert_gt "$(fwd_result "$FWD_LOG" tx)" 0 "dpdk-fwd transmitted (port 1)"
 
 # DEL in the reverse order: each VF's driver comes back with the first free
 # ethN, which was another VF's name; DEL gives each its own name back.
