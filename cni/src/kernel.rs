@@ -481,11 +481,15 @@ fn neighbour_mac(mac: MacAddr) -> MacAddr {
     MacAddr(b)
 }
 
-/// Whether the PF lets the VF driver behind `netdevs` choose its MAC (no
-/// administrative pin): asks for a neighbour address and puts the MAC back.
-/// A PF that pins refuses (EADDRNOTAVAIL) and nothing changes.
-pub fn vf_driver_may_choose_mac(netdevs: &[String]) -> bool {
-    let Some(name) = netdevs.first() else {
+/// Whether the PF lets the VF driver of `att`'s device choose its MAC (no
+/// administrative pin): its netdev asks for a neighbour address, and the
+/// answer counts only when the PF's own view follows (igbvf reports success
+/// when its mailbox to the PF timed out). The MAC is put back either way; a
+/// PF that pins refuses (EADDRNOTAVAIL) and nothing changes.
+pub fn vf_driver_may_choose_mac(node: &mut Node, att: &Attachment) -> bool {
+    let (Some(pf), Some(vf), Some(name)) =
+        (&att.pf_ifname, att.vf_index, att.original_netdevs.first())
+    else {
         return false;
     };
     let Ok(nl) = host_netlink() else {
@@ -497,17 +501,20 @@ pub fn vf_driver_may_choose_mac(netdevs: &[String]) -> bool {
     let Some(mac) = link.mac else {
         return false;
     };
-    match nl.try_set_link_mac(&link, neighbour_mac(mac)) {
-        Ok(true) => match nl.set_link_mac(&link, mac) {
-            Ok(()) => true,
-            Err(e) => {
-                // The driver is unbound next; rebinding it at DEL resets the address.
-                log::warn(&format!("{name}: putting MAC {mac} back failed: {e}"));
-                true
-            }
-        },
-        _ => false,
+    let probe = neighbour_mac(mac);
+    if !matches!(nl.try_set_link_mac(&link, probe), Ok(true)) {
+        return false;
     }
+    let taken = node
+        .nl()
+        .ok()
+        .and_then(|n| n.vf_state(pf, vf).ok())
+        .is_some_and(|s| s.mac == probe);
+    if let Err(e) = nl.set_link_mac(&link, mac) {
+        // The driver is unbound next; rebinding it at DEL resets the address.
+        log::warn(&format!("{name}: putting MAC {mac} back failed: {e}"));
+    }
+    taken
 }
 
 /// After a vfio-pci DEL gave the VF back to its driver with the original

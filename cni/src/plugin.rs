@@ -426,7 +426,7 @@ fn add_steps(
     if plan.vf.mac.is_some()
         && orig_mac.is_some_and(|m| m != netlink::MacAddr::default())
         && node.root == Path::new("/")
-        && crate::kernel::vf_driver_may_choose_mac(&att.original_netdevs)
+        && crate::kernel::vf_driver_may_choose_mac(node, att)
     {
         att.admin_mac_driver_chosen = true;
         ledger.save(att, false)?;

@@ -228,6 +228,28 @@ eal_args() {
     eal_for "$addr" "$2" "$(jq -r '.pci["numa-node"] // -1' "$info")" "${3:-}"
 }
 
+# vf_mac_pinned IDX: succeeds when the PF pins VF IDX's MAC (an
+# administrative MAC), fails when the VF driver may choose it. The VF's
+# netdev asks for another address: refused means pinned; the PF's `ip link`
+# line following means free (the MAC is then put back). igbvf can report
+# success without the PF's answer (its mailbox timed out): that is asked
+# again, and the scenario fails if the PF never answers either way.
+vf_mac_pinned() {
+    local idx=$1 ifn mac try probe=02:00:00:00:00:99
+    ifn=$(vf_ifname "$idx")
+    mac=$(ip -o link show "$ifn" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    for try in 1 2 3; do
+        ip link set "$ifn" address "$probe" 2>/dev/null || return 0
+        if vf_line "$idx" | grep -q "link/ether $probe "; then
+            ip link set "$ifn" address "$mac" || fail "could not put $ifn's MAC $mac back"
+            return 1
+        fi
+        ip link set "$ifn" address "$mac" 2>/dev/null || true
+        sleep 1
+    done
+    fail "VF $idx: the PF neither refused nor took a new MAC from $ifn ($try tries)"
+}
+
 # pod_annotations FILE POD IFNAME...: the pod's downward-API annotations file
 # holding the network-status annotation Multus would write for it: the
 # cluster network, then one entry per attachment IFNAME with the device-info

@@ -81,10 +81,7 @@ cni_del "$POD" net1 "$CONF"
 assert_cni_ok "DEL $VF0 for $POD"
 assert_vf_restored "$VF0" 0 "$LINE_BEFORE" "$STATE_BEFORE" "after DEL"
 assert_eq "$NETDEV_BEFORE" "$(vf_ifname 0)" "VF0 netdev name after DEL"
-MAC_BEFORE=$(ip -o link show "$NETDEV_BEFORE" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
-ip link set "$NETDEV_BEFORE" address 02:00:00:00:00:98 \
-    || fail "VF0's MAC is pinned by the PF after DEL; its driver chose it before ADD"
-ip link set "$NETDEV_BEFORE" address "$MAC_BEFORE"
+! vf_mac_pinned 0 || fail "VF0's MAC is pinned by the PF after DEL; its driver chose it before ADD"
 pass "VF0's MAC is its driver's choice again after DEL"
 assert_fails "/dev/vfio/$GROUP removed" test -e "/dev/vfio/$GROUP"
 assert_no_state
