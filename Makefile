@@ -3,11 +3,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 TARGET := x86_64-unknown-linux-gnu
 PLUGIN := target/$(TARGET)/release/dpdk-cni
+# The same binary with the test hooks (fake node, recording netlink,
+# failpoints): what the benches and the guest's crash scenario drive.
+HOOKS_DIR := target/hooks
+PLUGIN_HOOKS := $(HOOKS_DIR)/$(TARGET)/release/dpdk-cni
+# The features that compile the fakes into the tests' builds.
+TEST_FEATURES := dpdk-cni/test-hooks,dpdk-cni-node/test-hooks
 CARGO ?= cargo
 
 DPDK_TARGET := $(CURDIR)/target/dpdk
 
-.PHONY: help deps plugin demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image
+.PHONY: help deps plugin plugin-hooks release-check demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,29 +24,43 @@ deps: ## install the Debian packages (QEMU from bookworm-backports, DPDK, CNI pl
 plugin: ## build the static dpdk-cni binary (target/x86_64-unknown-linux-gnu/release/dpdk-cni)
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --target $(TARGET)
 
+plugin-hooks: ## the same static binary with the test hooks, for the benches and guest crash tests ($(PLUGIN_HOOKS))
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --features test-hooks --target $(TARGET) --target-dir $(HOOKS_DIR)
+
+release-check: plugin ## the release binaries carry no test fakes
+	$(CARGO) build --locked --release -p dpdk-cni-node
+	@for b in $(PLUGIN) target/release/dpdk-cni-node; do \
+	  n=$$(strings $$b | grep -c -e DPDK_CNI_FAKE -e DPDK_CNI_FAILPOINT -e emulated-kernel -e fake-netlink -e api-server || true); \
+	  echo "release-check: $$b: $$n test-hook strings"; [ "$$n" = 0 ] || exit 1; \
+	done
+	@! $(CARGO) tree --locked -e normal -p dpdk-cni-node | grep -q "dpdk-cni v" || { echo "release-check: dpdk-cni-node links the plugin crate"; exit 1; }
+	@! $(CARGO) tree --locked -e normal,features -p dpdk-cni -p dpdk-cni-node | grep -e '"test-util"' -e '"fake"' -e '"test-hooks"' || { echo "release-check: a test feature reaches a release build"; exit 1; }
+	@echo "release-check: no fakes in the release binaries, dpdk-cni-node does not link the plugin"
+
 demo: deps plugin ## boot the SR-IOV guest and attach VFs to DPDK pods (testpmd, dpdk-fwd), narrated
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	tests/vm/run.sh tests/vm/demo.sh
 
-test: deps lint unit-test bench-smoke dpdk-test vm-test image ## install what is needed and run every test
+test: deps lint release-check unit-test bench-smoke dpdk-test vm-test image ## install what is needed and run every test
 	@echo "make test: every tier passed"
 
-lint: ## cargo fmt --check and clippy with warnings denied
+lint: ## cargo fmt --check and clippy with warnings denied, with and without the test hooks
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features $(TEST_FEATURES) -- -D warnings
 
-unit-test: ## unit tests, fake-node tests of the binary, netns and IPAM tests (root)
-	$(CARGO) test --locked --workspace
+unit-test: ## unit tests, fake-node tests of the binary (test-hooks build), netns and IPAM tests (root)
+	$(CARGO) test --locked --workspace --features $(TEST_FEATURES)
 
-vm-test: plugin ## every QEMU guest scenario in one boot
+vm-test: plugin plugin-hooks ## every QEMU guest scenario in one boot
 	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	VM_TIMEOUT=$${VM_TIMEOUT:-900} tests/vm/run.sh tests/vm/scenarios/all.sh
 
-bench-smoke: plugin ## the plugin bench, short: proves it runs and prints its summary
+bench-smoke: plugin-hooks ## the plugin bench, short: proves it runs and prints its summary
 	BENCH_ROUNDS=20 $(CARGO) bench --locked -p dpdk-cni-benches -- --test
 
-bench: deps plugin ## the full plugin bench (criterion); summary in target/bench-summary/
+bench: deps plugin-hooks ## the full plugin bench (criterion); summary in target/bench-summary/
 	$(CARGO) bench --locked -p dpdk-cni-benches
 
 image: ## build the container image with buildah (FROM scratch) and run its install-cni entrypoint

@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dpdk_cni::netlink::RecordingNetlink;
 use dpdk_cni_benches::{plugin_bin, write_summary};
+use netlink::RecordingNetlink;
 use serde_json::json;
 use vfio::fake::FakeNode;
 

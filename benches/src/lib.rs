@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// The static release binary `make plugin` builds, or `DPDK_CNI_BIN`.
+/// The static release binary with the test hooks (the benches run it on a
+/// fake node), as `make plugin-hooks` builds it, or `DPDK_CNI_BIN`.
 pub fn plugin_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("DPDK_CNI_BIN") {
         return p.into();
@@ -11,10 +12,10 @@ pub fn plugin_bin() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or(root.join("target"));
-    let p = target.join("x86_64-unknown-linux-gnu/release/dpdk-cni");
+    let p = target.join("hooks/x86_64-unknown-linux-gnu/release/dpdk-cni");
     assert!(
         p.exists(),
-        "{} is missing: run make plugin first (make bench does)",
+        "{} is missing: run make plugin-hooks first (make bench does)",
         p.display()
     );
     p

@@ -2,34 +2,27 @@
 //! error JSON on stdout, exit code out.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::commands::{add, check, del, gc, status};
 use crate::config;
 use crate::env::{self, Command};
 use crate::error::{code, CniError, Result};
 use crate::log;
-use crate::netlink::{RecordingNetlink, RtNetlink, VfNetlink};
-use crate::plugin::{self, Node};
+use crate::node::Node;
 use crate::version;
 
-/// Test hook: a fake node (sysfs and `/dev`) at this path, answered by an emulated kernel.
-pub const FAKE_ROOT_ENV: &str = "DPDK_CNI_FAKE_ROOT";
-/// Test hook: the state file of the recording netlink fake.
-pub const FAKE_NETLINK_ENV: &str = "DPDK_CNI_FAKE_NETLINK";
-
-/// The node from the environment: the real one unless the test hooks are set.
+/// The node this process works on: the machine itself, or in the
+/// `test-hooks` build whatever fake the environment names.
 pub fn node_from_env(get: &dyn Fn(&str) -> Option<String>) -> Node {
-    let (sysfs, root) = match get(FAKE_ROOT_ENV) {
-        Some(r) => (vfio::fake::emulated(&r), PathBuf::from(r)),
-        None => (vfio::Sysfs::new("/"), PathBuf::from("/")),
-    };
-    let factory: plugin::NetlinkFactory = match get(FAKE_NETLINK_ENV) {
-        Some(p) => Box::new(move || Ok(Box::new(RecordingNetlink::new(&p)) as Box<dyn VfNetlink>)),
-        None => Box::new(|| Ok(Box::new(RtNetlink::connect()?) as Box<dyn VfNetlink>)),
-    };
-    Node::new(sysfs, root, factory)
+    #[cfg(feature = "test-hooks")]
+    return crate::hooks::node_from_env(get);
+    #[cfg(not(feature = "test-hooks"))]
+    {
+        let _ = get;
+        Node::real()
+    }
 }
 
 /// Checks the effective capabilities a command that changes the node needs.
@@ -107,11 +100,11 @@ pub fn run(
         check_capabilities()?;
     }
     match cmd {
-        Command::Add => plugin::add(node, &cenv, &raw, &conf).map(Some),
-        Command::Del => plugin::del(node, &cenv, &raw, &conf).map(|()| None),
-        Command::Check => plugin::check(node, &cenv, &raw, &conf).map(|()| None),
-        Command::Status => plugin::status(node, &raw).map(|()| None),
-        Command::Gc => plugin::gc(node, &cenv, &raw).map(|()| None),
+        Command::Add => add::add(node, &cenv, &raw, &conf).map(Some),
+        Command::Del => del::del(node, &cenv, &raw, &conf).map(|()| None),
+        Command::Check => check::check(node, &cenv, &raw, &conf).map(|()| None),
+        Command::Status => status::status(node, &raw).map(|()| None),
+        Command::Gc => gc::gc(node, &cenv, &raw).map(|()| None),
         Command::Version => unreachable!("answered above"),
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use crate::ledger::{write_atomic, Attachment};
+use ledger::{write_atomic, Attachment, DeviceType};
 
 /// The file the plugin writes when the runtime names none.
 pub fn default_path(root: &Path, a: &Attachment) -> PathBuf {
@@ -22,8 +22,8 @@ pub fn document(a: &Attachment) -> Value {
         "type": "pci",
         "version": "1.1.0",
         "pci": {
-            "pci-address": a.device,
-            "pf-pci-address": a.pf.clone().unwrap_or_default(),
+            "pci-address": a.device.to_string(),
+            "pf-pci-address": a.pf.map(|p| p.to_string()).unwrap_or_default(),
             "rdma-device": "",
             "vhost-net": "",
             "representor-device": "",
@@ -31,17 +31,17 @@ pub fn document(a: &Attachment) -> Value {
             "iommu-group": a.iommu_group.map(|g| g.to_string()).unwrap_or_default(),
             "vfio-device": a.vfio_device.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             "original-driver": a.original_driver.clone().unwrap_or_default(),
-            "device-type": a.device_type,
+            "device-type": a.device_type.as_str(),
         }
     });
-    if a.device_type != "vfio-pci" {
+    if a.device_type != DeviceType::VfioPci {
         // A DPDK application reaches a kernel interface through net_af_packet.
         let pci = &mut doc["pci"];
         pci["interface"] = a.ifname.clone().into();
         pci["eal-vdev"] = format!("net_af_packet0,iface={}", a.ifname).into();
-        if a.device_type == "macvlan" {
+        if a.device_type == DeviceType::Macvlan {
             pci["pci-address"] = "".into();
-            pci["master"] = a.device.clone().into();
+            pci["master"] = a.device.to_string().into();
         }
         if let Some(r) = &a.fallback_reason {
             pci["fallback-reason"] = r.clone().into();
@@ -52,5 +52,5 @@ pub fn document(a: &Attachment) -> Value {
 
 pub fn write(path: &Path, a: &Attachment) -> Result<()> {
     let data = serde_json::to_vec_pretty(&document(a)).expect("a JSON value always encodes");
-    write_atomic(path, &data, false)
+    Ok(write_atomic(path, &data, false)?)
 }

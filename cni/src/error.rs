@@ -1,5 +1,6 @@
 //! CNI errors: the well-known codes of the spec and ours (100 and up), and
-//! the one place where the crates' errors become them.
+//! the one place where the other crates' errors (`vfio`, `netlink`,
+//! `ledger`) become them.
 
 use serde::Serialize;
 
@@ -109,13 +110,24 @@ impl From<vfio::VfioError> for CniError {
     }
 }
 
-impl From<crate::netlink::NetlinkError> for CniError {
-    fn from(e: crate::netlink::NetlinkError) -> Self {
-        use crate::netlink::NetlinkError as E;
+impl From<netlink::NetlinkError> for CniError {
+    fn from(e: netlink::NetlinkError) -> Self {
+        use netlink::NetlinkError as E;
         let c = match &e {
             E::NoSuchLink(_) | E::NoSuchVf { .. } => code::DEVICE_NOT_FOUND,
             E::Refused { .. } => code::VF_SETTING_REFUSED,
             E::Other { .. } => code::IO,
+        };
+        CniError::new(c, e.to_string())
+    }
+}
+
+impl From<ledger::LedgerError> for CniError {
+    fn from(e: ledger::LedgerError) -> Self {
+        use ledger::LedgerError as E;
+        let c = match &e {
+            E::Locked { .. } => code::TRY_AGAIN,
+            E::Io { .. } | E::Corrupt { .. } => code::IO,
         };
         CniError::new(c, e.to_string())
     }

@@ -1,11 +1,10 @@
-//! Fault injection for tests: `DPDK_CNI_FAILPOINT=<name>` kills the plugin
-//! with SIGKILL when it reaches `<name>`; `<name>:error` makes it fail there
-//! with an error instead, so the in-process rollback runs.
+//! Fault injection, in the `test-hooks` build only: `DPDK_CNI_FAILPOINT=<name>`
+//! kills the plugin with SIGKILL when it reaches `<name>`; `<name>:error`
+//! makes it fail there with an error instead, so the in-process rollback
+//! runs. The default build compiles every point to nothing and reads no
+//! variable.
 
-use crate::error::{code, CniError, Result};
-
-/// The variable naming the failpoint.
-pub const ENV: &str = "DPDK_CNI_FAILPOINT";
+use crate::error::Result;
 
 /// Every failpoint of a netdevice ADD, in the order it reaches them.
 pub const NETDEVICE_STEPS: &[&str] = &[
@@ -27,8 +26,16 @@ pub const ADD_STEPS: &[&str] = &[
     "device-info-written",
 ];
 
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub fn hit(_name: &str) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(feature = "test-hooks")]
 pub fn hit(name: &str) -> Result<()> {
-    let Ok(want) = std::env::var(ENV) else {
+    use crate::error::{code, CniError};
+    let Ok(want) = std::env::var(crate::hooks::FAILPOINT_ENV) else {
         return Ok(());
     };
     let (point, mode) = want.split_once(':').unwrap_or((want.as_str(), "kill"));

@@ -5,8 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 
-use serde_json::Value;
+use ledger::Attachment;
+use serde_json::{json, Value};
 
+use crate::config;
+use crate::env::CniEnv;
 use crate::error::{code, CniError, Result};
 use crate::version;
 
@@ -149,4 +152,43 @@ pub fn exec(call: &Call<'_>, command: &str, netconf: &Value) -> Result<Option<Va
             ),
         )
     })
+}
+
+/// Runs the attachment's IPAM plugin for `command` with netconf `conf`.
+pub fn call(env: &CniEnv, a: &Attachment, command: &str, conf: &Value) -> Result<Option<Value>> {
+    let ty = config::ipam_type(conf.get("ipam").unwrap_or(&Value::Null))?;
+    let bin = find(ty, &env.path)?;
+    let args = env
+        .args
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let path = env
+        .path
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let call = Call {
+        binary: &bin,
+        container_id: &a.container_id,
+        netns: &a.netns,
+        ifname: &a.ifname,
+        args: &args,
+        cni_path: &path,
+    };
+    exec(&call, command, conf)
+}
+
+/// The netconf the IPAM plugin gets at release: ours as given, or rebuilt
+/// from the record (GC has none).
+pub fn release_netconf(stdin_conf: Option<&Value>, a: &Attachment) -> Option<Value> {
+    let ipam = a.ipam.as_ref()?;
+    match stdin_conf {
+        Some(c) if c.get("ipam").is_some() => Some(c.clone()),
+        _ => Some(
+            json!({ "cniVersion": a.cni_version, "name": a.network, "type": "dpdk-cni", "ipam": ipam }),
+        ),
+    }
 }

@@ -177,10 +177,14 @@ fn check_fails_after_a_rebind_behind_the_plugins_back_and_after_vf_drift() {
     assert!(bed.run("CHECK", "c", &conf).ok());
 
     // Someone changes the VF's MAC through the PF.
-    use dpdk_cni::netlink::VfNetlink;
+    use netlink::{VfAttr, VfNetlink};
     let mut nl = bed.nl.clone();
-    nl.set_vf_mac("ens1f0", 0, "02:00:00:00:00:99".parse().unwrap())
-        .unwrap();
+    nl.set_vf(
+        "ens1f0",
+        0,
+        VfAttr::Mac("02:00:00:00:00:99".parse().unwrap()),
+    )
+    .unwrap();
     let out = bed.run("CHECK", "c", &conf);
     assert_eq!(out.err_code(), 107);
     assert!(
@@ -188,8 +192,12 @@ fn check_fails_after_a_rebind_behind_the_plugins_back_and_after_vf_drift() {
         "{}",
         out.msg()
     );
-    nl.set_vf_mac("ens1f0", 0, "02:00:00:00:00:10".parse().unwrap())
-        .unwrap();
+    nl.set_vf(
+        "ens1f0",
+        0,
+        VfAttr::Mac("02:00:00:00:00:10".parse().unwrap()),
+    )
+    .unwrap();
 
     // Someone gives the VF back to igbvf.
     let sysfs = bed.node.sysfs();
@@ -380,10 +388,10 @@ fn a_device_the_node_daemon_bound_early_goes_back_to_its_first_driver() {
     vfio::fake::emulated(bed.root())
         .bind_driver(vf, "vfio-pci", Default::default())
         .unwrap();
-    dpdk_cni::ledger::Ledger::new(&bed.state_dir)
+    ledger::Ledger::new(&bed.state_dir)
         .set_prebound(
-            &bed.vf(0),
-            &dpdk_cni::ledger::Prebound {
+            vf,
+            &ledger::Prebound {
                 driver: Some("igbvf".into()),
                 driver_override: None,
             },

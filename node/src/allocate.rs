@@ -9,11 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use dpdk_cni::ledger::{Ledger, Prebound};
+use ledger::{Ledger, Prebound};
 use serde_json::{json, Value};
 use vfio::{PciAddress, Sysfs, VFIO_PCI};
 
 use crate::api::{CdiDevice, ContainerAllocateResponse, DeviceSpec, Mount};
+use crate::error::{NodeError, Result};
 use crate::pool::{Device, Pool};
 
 /// `PCIDEVICE_<PREFIX>_<NAME>`: upper case, `.` and `/` (and `-`) to `_`.
@@ -44,36 +45,36 @@ pub struct GroupNode {
 /// `/dev/vfio/N` (the name DPDK opens). The driver it had is recorded first
 /// in the CNI's state directory (`ledger`), so the plugin's DEL puts the
 /// device back on that driver rather than leaving it on vfio-pci.
-pub fn group_node(
-    sysfs: &Sysfs,
-    addr: PciAddress,
-    ledger: Option<&Ledger>,
-) -> Result<GroupNode, String> {
-    let dev = sysfs.device(addr).map_err(|e| e.to_string())?;
-    let mut group = dev.iommu_group().map_err(|e| e.to_string())?;
+pub fn group_node(sysfs: &Sysfs, addr: PciAddress, ledger: Option<&Ledger>) -> Result<GroupNode> {
+    let dev = sysfs.device(addr)?;
+    let mut group = dev.iommu_group()?;
     let mut bound_here = false;
     if group.is_none() && sysfs.noiommu_enabled() {
         if let Some(ledger) = ledger {
             let first = Prebound {
-                driver: dev.driver().map_err(|e| e.to_string())?,
-                driver_override: dev.driver_override().map_err(|e| e.to_string())?,
+                driver: dev.driver()?,
+                driver_override: dev.driver_override()?,
             };
             if first.driver.as_deref() != Some(VFIO_PCI) {
-                ledger
-                    .set_prebound(&addr.to_string(), &first)
-                    .map_err(|e| format!("recording the driver of {addr}: {}", e.msg))?;
+                ledger.set_prebound(addr, &first).map_err(|e| {
+                    NodeError::Allocate(format!("recording the driver of {addr}: {e}"))
+                })?;
             }
         }
         sysfs
             .bind_driver(addr, VFIO_PCI, Default::default())
-            .map_err(|e| format!("binding {addr} to vfio-pci to learn its no-IOMMU group: {e}"))?;
-        group = dev.iommu_group().map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                NodeError::Allocate(format!(
+                    "binding {addr} to vfio-pci to learn its no-IOMMU group: {e}"
+                ))
+            })?;
+        group = dev.iommu_group()?;
         bound_here = true;
     }
     let Some(group) = group else {
-        return Err(format!(
+        return Err(NodeError::Allocate(format!(
             "{addr} has no IOMMU group: enable the IOMMU (intel_iommu=on) or vfio's enable_unsafe_noiommu_mode"
-        ));
+        )));
     };
     let container = PathBuf::from(format!("/dev/vfio/{group}"));
     let noiommu = sysfs.dev_vfio_dir().join(format!("noiommu-{group}"));
@@ -96,7 +97,7 @@ pub fn container_response(
     ids: &[String],
     cdi: bool,
     ledger: Option<&Ledger>,
-) -> Result<ContainerAllocateResponse, String> {
+) -> Result<ContainerAllocateResponse> {
     let by_id: HashMap<String, &Device> = pool
         .devices
         .iter()
@@ -106,9 +107,9 @@ pub fn container_response(
     let mut info = serde_json::Map::new();
     let mut seen_vfio = false;
     for id in ids {
-        let d = by_id
-            .get(id)
-            .ok_or_else(|| format!("device {id} is not in pool {}", pool.resource))?;
+        let d = by_id.get(id).ok_or_else(|| {
+            NodeError::Allocate(format!("device {id} is not in pool {}", pool.resource))
+        })?;
         let node = group_node(sysfs, d.addr, ledger)?;
         let mut entry = json!({
             "generic": {"deviceID": id},
@@ -317,7 +318,7 @@ mod tests {
         );
         assert_eq!(g.container, PathBuf::from(format!("/dev/vfio/{}", g.group)));
         assert_eq!(
-            ledger.prebound(&vf.to_string()).unwrap(),
+            ledger.prebound(vf).unwrap(),
             Some(Prebound {
                 driver: Some("igbvf".into()),
                 driver_override: None
@@ -327,12 +328,7 @@ mod tests {
         let again = group_node(&sysfs, vf, Some(&ledger)).unwrap();
         assert_eq!(again, g);
         assert_eq!(
-            ledger
-                .prebound(&vf.to_string())
-                .unwrap()
-                .unwrap()
-                .driver
-                .as_deref(),
+            ledger.prebound(vf).unwrap().unwrap().driver.as_deref(),
             Some("igbvf")
         );
     }

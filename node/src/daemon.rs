@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dpdk_cni::ledger::{write_atomic, Ledger};
-use dpdk_cni::netlink::{RecordingNetlink, RtNetlink, VfNetlink};
+use ledger::{write_atomic, Ledger};
+use netlink::{RtNetlink, VfNetlink};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -45,25 +45,41 @@ pub struct Options {
     pub kube: Option<KubeClient>,
     pub health_interval: Duration,
     pub annotate_interval: Duration,
-    /// Tests: writes to sysfs are answered by the fake tree's emulated kernel.
+    #[cfg(feature = "test-hooks")]
+    pub fakes: Fakes,
+}
+
+/// The `test-hooks` build's fakes.
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, Default)]
+pub struct Fakes {
+    /// Writes to sysfs are answered by the fake tree's emulated kernel.
     pub emulated_kernel: bool,
-    /// Tests: VF admin state in a `RecordingNetlink` directory.
-    pub fake_netlink: Option<PathBuf>,
+    /// VF admin state in a `RecordingNetlink` directory.
+    pub netlink: Option<PathBuf>,
 }
 
 impl Options {
     fn sysfs(&self) -> Sysfs {
-        if self.emulated_kernel {
-            vfio::fake::emulated(&self.sysfs_root)
-        } else {
-            Sysfs::new(&self.sysfs_root)
+        #[cfg(feature = "test-hooks")]
+        if self.fakes.emulated_kernel {
+            return vfio::fake::emulated(&self.sysfs_root);
         }
+        Sysfs::new(&self.sysfs_root)
+    }
+
+    fn netlink(&self) -> std::io::Result<Box<dyn VfNetlink>> {
+        #[cfg(feature = "test-hooks")]
+        if let Some(p) = &self.fakes.netlink {
+            return Ok(Box::new(netlink::RecordingNetlink::new(p)));
+        }
+        Ok(Box::new(RtNetlink::connect()?))
     }
 }
 
 fn claimed(state_dir: &Path) -> BTreeSet<String> {
     match Ledger::new(state_dir).claims() {
-        Ok(c) => c.into_iter().map(|(a, _)| a).collect(),
+        Ok(c) => c.into_iter().map(|(a, _)| a.to_string()).collect(),
         Err(e) => {
             log::warn(&format!("reading the CNI ledger: {e}"));
             BTreeSet::new()
@@ -91,15 +107,12 @@ fn run_setup(opts: &Options, cfg: &Config) {
         return;
     }
     let sysfs = opts.sysfs();
-    let mut nl: Box<dyn VfNetlink> = match &opts.fake_netlink {
-        Some(p) => Box::new(RecordingNetlink::new(p)),
-        None => match RtNetlink::connect() {
-            Ok(n) => Box::new(n),
-            Err(e) => {
-                log::warn(&format!("node setup: netlink: {e}"));
-                return;
-            }
-        },
+    let mut nl = match opts.netlink() {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn(&format!("node setup: netlink: {e}"));
+            return;
+        }
     };
     for e in setup::apply(
         &sysfs,

@@ -1,3 +1,5 @@
+//! The daemon's errors; each crate it uses keeps its own, wrapped here.
+
 use std::path::PathBuf;
 
 /// Errors of the node daemon.
@@ -27,6 +29,13 @@ pub enum NodeError {
     Kube(String),
     #[error("kubelet: {0}")]
     Kubelet(String),
+    #[error(transparent)]
+    Ledger(#[from] ledger::LedgerError),
+    #[error(transparent)]
+    Netlink(#[from] netlink::NetlinkError),
+    /// An Allocate the daemon cannot serve, with the reason.
+    #[error("{0}")]
+    Allocate(String),
 }
 
 /// Result of the node daemon.

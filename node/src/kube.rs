@@ -229,6 +229,7 @@ impl KubeClient {
     }
 
     /// Plain HTTP with no credentials (tests against a local server).
+    #[cfg(feature = "test-hooks")]
     pub fn insecure_http(server: &str) -> Result<Self> {
         Self::for_server(server, Auth::None, None)
     }

@@ -8,10 +8,13 @@
 //! in `/var/lib/kubelet/device-plugins`) for pools of VFs selected like the
 //! SR-IOV network device plugin selects them, with NUMA topology and device
 //! health read from PCI sysfs through the `vfio` crate; sets up the PFs
-//! (`sriov_numvfs`, VF MAC and spoofchk over rtnetlink); and publishes the
-//! free-VF count from the CNI's ledger on the Node object through the
-//! Kubernetes API. It also installs the plugin binary on the host and shows
-//! the node's VFs (`status`).
+//! (`sriov_numvfs`, VF MAC and spoofchk over rtnetlink, through the
+//! `netlink` crate); and publishes the free-VF count from the CNI's ledger
+//! (the `ledger` crate; the daemon does not link the plugin) on the Node
+//! object through the Kubernetes API. It also installs the plugin binary on
+//! the host and shows the node's VFs (`status`). The `test-hooks` feature
+//! adds the tests' flags (an emulated kernel, a recording netlink, a
+//! plain-HTTP API server); the default build has none.
 
 pub mod allocate;
 pub mod annotate;

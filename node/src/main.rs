@@ -71,15 +71,18 @@ struct RunArgs {
     #[arg(long, default_value_t = 500)]
     health_interval_ms: u64,
     /// Tests: a plain-HTTP API server with no credentials.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     api_server: Option<String>,
     /// Tests: the least time between two Node updates.
     #[arg(long, hide = true, default_value_t = 1000)]
     annotate_interval_ms: u64,
     /// Tests: the fake sysfs tree's emulated kernel answers writes.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     emulated_kernel: bool,
     /// Tests: VF admin state through a recording fake in this directory.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     fake_netlink: Option<PathBuf>,
 }
@@ -88,6 +91,7 @@ fn kube_client(a: &RunArgs) -> anyhow::Result<Option<KubeClient>> {
     if a.no_annotate {
         return Ok(None);
     }
+    #[cfg(feature = "test-hooks")]
     if let Some(s) = &a.api_server {
         return Ok(Some(KubeClient::insecure_http(s)?));
     }
@@ -112,8 +116,11 @@ fn main() -> anyhow::Result<()> {
             node_name: a.node_name,
             health_interval: Duration::from_millis(a.health_interval_ms.max(50)),
             annotate_interval: Duration::from_millis(a.annotate_interval_ms),
-            emulated_kernel: a.emulated_kernel,
-            fake_netlink: a.fake_netlink,
+            #[cfg(feature = "test-hooks")]
+            fakes: daemon::Fakes {
+                emulated_kernel: a.emulated_kernel,
+                netlink: a.fake_netlink,
+            },
         }),
         Cmd::InstallCni { from, to, name } => {
             let from = match from {
@@ -131,9 +138,11 @@ fn main() -> anyhow::Result<()> {
             } else {
                 None
             };
-            let claims = dpdk_cni::ledger::Ledger::new(&state_dir)
-                .claims()
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let claims = ledger::Ledger::new(&state_dir)
+                .claims()?
+                .into_iter()
+                .map(|(addr, c)| (addr.to_string(), c))
+                .collect::<Vec<_>>();
             print!("{}", status::render(&sysfs, cfg.as_ref(), &claims)?);
             Ok(())
         }

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dpdk_cni::ledger::Ledger;
 use futures::Stream;
+use ledger::Ledger;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 use tonic::transport::{Channel, Endpoint, Server, Uri};
@@ -27,6 +27,7 @@ use crate::api::{
     PreStartContainerResponse, PreferredAllocationRequest, PreferredAllocationResponse,
     RegisterRequest, TopologyInfo,
 };
+use crate::error::NodeError;
 use crate::log;
 use crate::pool::Pool;
 
@@ -193,7 +194,7 @@ impl DevicePlugin for PluginService {
                     "{}: allocate {:?}: {e}",
                     view.pool.resource, c.devices_ids
                 ));
-                Status::invalid_argument(e)
+                Status::invalid_argument(e.to_string())
             })?;
             log::info(&format!(
                 "{}: allocated {}",
@@ -231,10 +232,14 @@ pub async fn connect_unix(path: &Path) -> Result<Channel, tonic::transport::Erro
 }
 
 /// Registration.Register with the kubelet.
-pub async fn register(kubelet_sock: &Path, endpoint: &str, resource: &str) -> Result<(), String> {
-    let ch = connect_unix(kubelet_sock)
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", kubelet_sock.display()))?;
+pub async fn register(
+    kubelet_sock: &Path,
+    endpoint: &str,
+    resource: &str,
+) -> Result<(), NodeError> {
+    let ch = connect_unix(kubelet_sock).await.map_err(|e| {
+        NodeError::Kubelet(format!("connecting to {}: {e}", kubelet_sock.display()))
+    })?;
     let mut client = RegistrationClient::new(ch);
     let req = RegisterRequest {
         version: API_VERSION.into(),
@@ -247,8 +252,13 @@ pub async fn register(kubelet_sock: &Path, endpoint: &str, resource: &str) -> Re
     };
     tokio::time::timeout(Duration::from_secs(10), client.register(req))
         .await
-        .map_err(|_| "the kubelet did not answer Register within 10s".to_string())?
-        .map_err(|s| format!("the kubelet refused the registration: {}", s.message()))?;
+        .map_err(|_| NodeError::Kubelet("the kubelet did not answer Register within 10s".into()))?
+        .map_err(|s| {
+            NodeError::Kubelet(format!(
+                "the kubelet refused the registration: {}",
+                s.message()
+            ))
+        })?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use dpdk_cni::netlink::{MacAddr, VfNetlink};
+use netlink::{MacAddr, VfAttr, VfNetlink};
 use vfio::{PciAddress, Sysfs};
 
 use crate::config::{NodeSetup, PfSetup};
@@ -127,18 +127,18 @@ fn apply_vf(
     pf: &str,
     vf: &crate::config::VfSetup,
 ) -> Result<(), NodeError> {
-    let e = |m: dpdk_cni::netlink::NetlinkError| setup_err(pf, format!("VF {}: {m}", vf.index));
+    let e = |m: netlink::NetlinkError| setup_err(pf, format!("VF {}: {m}", vf.index));
     let now = nl.vf_state(pf, vf.index).map_err(e)?;
     if let Some(mac) = &vf.mac {
         let mac: MacAddr = mac.parse().map_err(|m| setup_err(pf, m))?;
         if now.mac != mac {
-            nl.set_vf_mac(pf, vf.index, mac).map_err(e)?;
+            nl.set_vf(pf, vf.index, VfAttr::Mac(mac)).map_err(e)?;
         }
     }
     if let Some(s) = &vf.spoofchk {
         let on = s == "on";
         if now.spoofchk != Some(on) {
-            nl.set_vf_spoofchk(pf, vf.index, on).map_err(e)?;
+            nl.set_vf(pf, vf.index, VfAttr::SpoofChk(on)).map_err(e)?;
         }
     }
     Ok(())
@@ -148,7 +148,7 @@ fn apply_vf(
 mod tests {
     use super::*;
     use crate::config::{Config, NodeSetup};
-    use dpdk_cni::netlink::RecordingNetlink;
+    use netlink::RecordingNetlink;
     use vfio::fake::FakeNode;
 
     fn setup(json: &str) -> NodeSetup {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dpdk_cni::ledger::Claim;
+use ledger::Claim;
 use vfio::Sysfs;
 
 use crate::config::Config;

@@ -7,7 +7,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use common::{two_pf_node, Daemon};
-use dpdk_cni::ledger::{Claim, Ledger};
+use ledger::{Claim, Ledger};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -101,7 +101,9 @@ async fn node_annotations_follow_the_ledger() {
     let state = tmp.path().join("state");
     // One VF already held before the daemon starts.
     let ledger = Ledger::new(&state);
-    ledger.set_claim("0000:01:10.0", &claim("c0")).unwrap();
+    ledger
+        .set_claim("0000:01:10.0".parse().unwrap(), &claim("c0"))
+        .unwrap();
     // The first PATCH fails: the daemon retries.
     let (url, mut rx) = api_server(1).await;
     let _d = Daemon::start(
@@ -130,9 +132,13 @@ async fn node_annotations_follow_the_ledger() {
     );
 
     // Two pods start close together: one PATCH, not sooner than a second after the last.
-    ledger.set_claim("0000:01:10.2", &claim("c1")).unwrap();
+    ledger
+        .set_claim("0000:01:10.2".parse().unwrap(), &claim("c1"))
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    ledger.set_claim("0000:81:10.0", &claim("c2")).unwrap();
+    ledger
+        .set_claim("0000:81:10.0".parse().unwrap(), &claim("c2"))
+        .unwrap();
     let s = next(&mut rx, Duration::from_secs(3)).await;
     assert!(
         s.at - retry.at >= Duration::from_millis(950),
@@ -148,7 +154,9 @@ async fn node_annotations_follow_the_ledger() {
     );
 
     // The last free VF is taken: the count is 0 and the labels are removed (null in a merge-patch).
-    ledger.set_claim("0000:81:10.2", &claim("c3")).unwrap();
+    ledger
+        .set_claim("0000:81:10.2".parse().unwrap(), &claim("c3"))
+        .unwrap();
     let s = next(&mut rx, Duration::from_secs(3)).await;
     assert_eq!(s.body["metadata"]["annotations"]["sriov/vfCount"], "0");
     let labels = s.body["metadata"]["labels"].as_object().unwrap();
@@ -158,7 +166,9 @@ async fn node_annotations_follow_the_ledger() {
     );
 
     // A pod goes away: its VF is free again.
-    ledger.release_claim("0000:01:10.2", &claim("c1")).unwrap();
+    ledger
+        .release_claim("0000:01:10.2".parse().unwrap(), &claim("c1"))
+        .unwrap();
     let s = next(&mut rx, Duration::from_secs(3)).await;
     assert_eq!(s.body["metadata"]["annotations"]["sriov/vfCount"], "1");
     assert_eq!(

@@ -5,7 +5,7 @@ mod common;
 use std::fs;
 use std::process::Command;
 
-use dpdk_cni::ledger::{Claim, Ledger};
+use ledger::{Claim, Ledger};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_dpdk-cni-node"))
@@ -29,7 +29,7 @@ fn status_table_from_a_fake_node() {
         ifname: "net1".into(),
     };
     Ledger::new(&state)
-        .set_claim("0000:81:10.2", &claim)
+        .set_claim("0000:81:10.2".parse().unwrap(), &claim)
         .unwrap();
     let out = bin()
         .arg("--sysfs-root")

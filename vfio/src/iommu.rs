@@ -33,6 +33,26 @@ impl IommuMode {
     }
 }
 
+/// As [`IommuMode::as_str`] says it.
+impl serde::Serialize for IommuMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IommuMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        match s.as_ref() {
+            "iommu" => Ok(IommuMode::Iommu),
+            "noiommu" => Ok(IommuMode::NoIommu),
+            o => Err(serde::de::Error::custom(format!(
+                "unknown IOMMU mode {o:?}: expected iommu or noiommu"
+            ))),
+        }
+    }
+}
+
 impl Sysfs {
     /// Whether vfio-pci is loaded (its driver directory exists).
     pub fn vfio_pci_loaded(&self) -> bool {

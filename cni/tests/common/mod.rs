@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use dpdk_cni::netlink::RecordingNetlink;
+use netlink::RecordingNetlink;
 use serde_json::{json, Value};
 use vfio::fake::{FakeNode, FakePf};
 
@@ -71,6 +71,7 @@ pub struct NodeState {
 
 impl Bed {
     pub fn new(numvfs: u32) -> Bed {
+        require_test_hooks();
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("node");
         let node = FakeNode::new(&root).unwrap();
@@ -249,4 +250,15 @@ pub fn assert_same(before: &NodeState, after: &NodeState) {
         ));
     }
     assert!(diffs.is_empty(), "node changed:\n  {}", diffs.join("\n  "));
+}
+
+/// These tests drive the binary's fakes, which only the test-hooks build has.
+#[cfg(feature = "test-hooks")]
+fn require_test_hooks() {}
+
+#[cfg(not(feature = "test-hooks"))]
+fn require_test_hooks() {
+    panic!(
+        "these tests drive the test-hooks build of dpdk-cni: cargo test -p dpdk-cni --features test-hooks (make unit-test)"
+    );
 }

@@ -129,6 +129,7 @@ impl Daemon {
         state: &Path,
         extra: &[&str],
     ) -> Daemon {
+        require_test_hooks();
         let mut cmd = Command::new(daemon_bin());
         cmd.arg("--sysfs-root")
             .arg(root)
@@ -171,4 +172,15 @@ pub fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         assert!(start.elapsed() < within, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// These tests drive the binary's fakes, which only the test-hooks build has.
+#[cfg(feature = "test-hooks")]
+fn require_test_hooks() {}
+
+#[cfg(not(feature = "test-hooks"))]
+fn require_test_hooks() {
+    panic!(
+        "these tests drive the test-hooks build of dpdk-cni-node: cargo test -p dpdk-cni-node --features test-hooks (make unit-test)"
+    );
 }

@@ -7,9 +7,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::RouteMessageBuilder;
 
-use super::link::Link;
-use super::rtnl::RtNetlink;
-use super::{NetlinkError, Result};
+use crate::error::{NetlinkError, Result};
+use crate::link::Link;
+use crate::rtnl::RtNetlink;
 
 fn failed(what: String, e: impl std::fmt::Display) -> NetlinkError {
     NetlinkError::Other {

@@ -8,7 +8,9 @@
 use std::os::fd::AsFd;
 use std::process::Command;
 
-use dpdk_cni::netlink::{vf_set_message, LinkState, NetlinkError, RtNetlink, VfNetlink, VlanProto};
+use netlink::{
+    vf_set_message, LinkState, NetlinkError, Rate, RtNetlink, VfAttr, VfNetlink, Vlan, VlanProto,
+};
 use netlink_packet_core::{Emitable, Parseable};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkVfInfo, VfInfo, VfInfoMac};
 
@@ -75,17 +77,19 @@ fn vf_requests_on_a_link_without_vfs_are_refused_with_errno() {
     let results = ns.run(|| {
         let mut nl = RtNetlink::connect().unwrap();
         let state = nl.vf_state("d0", 0);
-        let mac = nl.set_vf_mac("d0", 0, "02:00:00:00:00:01".parse().unwrap());
-        let vlan = nl.set_vf_vlan("d0", 0, 10, 2, VlanProto::Dot1Q);
-        let qinq = nl.set_vf_vlan("d0", 0, 10, 0, VlanProto::Dot1Ad);
-        let spoof = nl.set_vf_spoofchk("d0", 0, false);
-        let trust = nl.set_vf_trust("d0", 0, true);
-        let ls = nl.set_vf_link_state("d0", 0, LinkState::Enable);
-        let rate = nl.set_vf_rate("d0", 0, 0, 100);
-        let missing = nl.set_vf_mac("nope0", 0, "02:00:00:00:00:01".parse().unwrap());
+        let mac_attr = VfAttr::Mac("02:00:00:00:00:01".parse().unwrap());
+        let vlan = |id, qos, proto| VfAttr::Vlan(Vlan { id, qos, proto });
+        let mac = nl.set_vf("d0", 0, mac_attr);
+        let vlan_q = nl.set_vf("d0", 0, vlan(10, 2, VlanProto::Dot1Q));
+        let qinq = nl.set_vf("d0", 0, vlan(10, 0, VlanProto::Dot1Ad));
+        let spoof = nl.set_vf("d0", 0, VfAttr::SpoofChk(false));
+        let trust = nl.set_vf("d0", 0, VfAttr::Trust(true));
+        let ls = nl.set_vf("d0", 0, VfAttr::LinkState(LinkState::Enable));
+        let rate = nl.set_vf("d0", 0, VfAttr::Rate(Rate { min: 0, max: 100 }));
+        let missing = nl.set_vf("nope0", 0, mac_attr);
         (
             state,
-            vec![mac, vlan, qinq, spoof, trust, ls, rate],
+            vec![mac, vlan_q, qinq, spoof, trust, ls, rate],
             missing,
         )
     });

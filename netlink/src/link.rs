@@ -5,8 +5,9 @@ use futures::TryStreamExt;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode};
 use rtnetlink::{LinkMacVlan, LinkUnspec};
 
-use super::rtnl::RtNetlink;
-use super::{MacAddr, NetlinkError, Result};
+use crate::error::{NetlinkError, Result};
+use crate::rtnl::RtNetlink;
+use crate::types::MacAddr;
 
 /// What `ip link show <name>` says of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ impl RtNetlink {
         match res {
             Ok(m) => Ok(m.map(from_message)),
             Err(rtnetlink::Error::NetlinkError(e))
-                if e.raw_code() == -super::rtnl::libc_enodev() =>
+                if e.raw_code() == -crate::rtnl::libc_enodev() =>
             {
                 Ok(None)
             }

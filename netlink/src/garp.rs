@@ -11,7 +11,7 @@ use std::io;
 use std::mem::size_of;
 use std::net::Ipv4Addr;
 
-use super::MacAddr;
+use crate::types::MacAddr;
 
 const ETH_P_ARP: u16 = 0x0806;
 

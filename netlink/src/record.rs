@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{LinkState, MacAddr, NetlinkError, Result, VfNetlink, VfState, VlanProto};
+use crate::error::{NetlinkError, Result};
+use crate::types::{VfAttr, VfNetlink, VfState};
 
 /// A fake PF driver for tests: keeps each VF's state in a file of its own
 /// under a directory (so separate plugin processes share it, and the cost of
@@ -204,52 +205,8 @@ impl VfNetlink for RecordingNetlink {
     fn vf_state(&mut self, pf: &str, vf: u32) -> Result<VfState> {
         self.read_vf(pf, vf)
     }
-    fn set_vf_mac(&mut self, pf: &str, vf: u32, mac: MacAddr) -> Result<()> {
-        self.change(pf, vf, "mac", format!("mac {mac}"), |s| s.mac = mac)
-    }
-    fn set_vf_vlan(
-        &mut self,
-        pf: &str,
-        vf: u32,
-        vlan: u16,
-        qos: u8,
-        proto: VlanProto,
-    ) -> Result<()> {
-        let kind = if proto == VlanProto::Dot1Ad {
-            "vlan_proto"
-        } else {
-            "vlan"
-        };
-        self.change(
-            pf,
-            vf,
-            kind,
-            format!("vlan {vlan} qos {qos} proto {proto}"),
-            |s| {
-                s.vlan = vlan;
-                s.qos = qos;
-                s.proto = proto;
-            },
-        )
-    }
-    fn set_vf_spoofchk(&mut self, pf: &str, vf: u32, on: bool) -> Result<()> {
-        let w = format!("spoofchk {}", if on { "on" } else { "off" });
-        self.change(pf, vf, "spoofchk", w, |s| s.spoofchk = Some(on))
-    }
-    fn set_vf_trust(&mut self, pf: &str, vf: u32, on: bool) -> Result<()> {
-        let w = format!("trust {}", if on { "on" } else { "off" });
-        self.change(pf, vf, "trust", w, |s| s.trust = Some(on))
-    }
-    fn set_vf_link_state(&mut self, pf: &str, vf: u32, state: LinkState) -> Result<()> {
-        self.change(pf, vf, "link_state", format!("link_state {state}"), |s| {
-            s.link_state = state
-        })
-    }
-    fn set_vf_rate(&mut self, pf: &str, vf: u32, min: u32, max: u32) -> Result<()> {
-        let w = format!("min_tx_rate {min} max_tx_rate {max}");
-        self.change(pf, vf, "rate", w, |s| {
-            s.min_tx_rate = min;
-            s.max_tx_rate = max;
-        })
+
+    fn set_vf(&mut self, pf: &str, vf: u32, attr: VfAttr) -> Result<()> {
+        self.change(pf, vf, attr.kind(), attr.to_string(), |s| attr.apply_to(s))
     }
 }

@@ -1,0 +1,76 @@
+//! CNI ADD: check the netconf, let the mode look at the node, write the
+//! record durably, then make the changes; undo them all on a failure.
+
+use ledger::Ledger;
+use serde_json::Value;
+
+use crate::config::RawConf;
+use crate::devinfo;
+use crate::driver::{AddCtx, DelCtx, Prepared};
+use crate::env::CniEnv;
+use crate::error::Result;
+use crate::log;
+use crate::mode;
+use crate::node::Node;
+use crate::plan;
+use crate::release::release;
+
+pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result<Value> {
+    let plan = plan::plan(raw, env, &node.root)?;
+    let ledger = Ledger::new(&plan.base.state_dir);
+    let mut ctx = AddCtx {
+        node,
+        env,
+        plan: &plan,
+        conf,
+        ledger: &ledger,
+        ipam_held: false,
+    };
+    // The netconf's mode looks; the record says which mode serves (the
+    // vfio-pci mode may have fallen back to netdevice).
+    let Prepared { mut att, lock } = mode::driver(plan.device_type).prepare(&mut ctx)?;
+    att.device_info_file = Some(
+        plan.device_info_file
+            .clone()
+            .unwrap_or_else(|| devinfo::default_path(&ctx.node.root, &att)),
+    );
+    // The one durable write: from here on DEL or GC can undo whatever happens.
+    ledger.save(&att, true)?;
+    if let Some(dev) = att.device.pci() {
+        ledger.set_claim(dev, &att.claim())?;
+    }
+    log::info(&format!(
+        "ADD {} {}: {} as {} (driver {:?}, group {:?}, NUMA {:?})",
+        att.container_id,
+        att.ifname,
+        att.device,
+        att.device_type,
+        att.original_driver,
+        att.iommu_group,
+        att.numa_node
+    ));
+
+    let res = mode::driver(att.device_type).setup(&mut ctx, &mut att);
+    let ipam_held = ctx.ipam_held;
+    let out = match res {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            log::warn(&format!(
+                "ADD of {} failed, rolling back: {}",
+                att.device, e.msg
+            ));
+            let mut del = DelCtx {
+                node: ctx.node,
+                env,
+                conf: Some(conf),
+                ledger: &ledger,
+            };
+            match release(&mut del, &att, ipam_held) {
+                Ok(()) => Err(e),
+                Err(te) => Err(e.with_details(format!("rollback also failed: {}", te.msg))),
+            }
+        }
+    };
+    drop(lock);
+    out
+}

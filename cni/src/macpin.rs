@@ -1,0 +1,129 @@
+//! Administrative MAC pins. Setting a VF's MAC through the PF pins it: the
+//! PF then refuses the VF driver's own requests (igb answers EADDRNOTAVAIL).
+//! These probe whether a VF's MAC was pinned before ADD, and clear or set
+//! the pin again so DEL leaves the VF as it found it.
+
+use ledger::{Attachment, Ledger};
+use netlink::{MacAddr, VfAttr};
+
+use crate::error::{code, CniError, Result};
+use crate::log;
+use crate::node::{host_netlink, Node};
+
+/// A unicast neighbour of `mac`: the kernel skips a change to the same
+/// address, so asking a VF driver for it proves nothing.
+fn neighbour_mac(mac: MacAddr) -> MacAddr {
+    let mut b = mac.0;
+    b[5] ^= 1;
+    MacAddr(b)
+}
+
+/// Whether the PF lets the VF driver of `att`'s device choose its MAC (no
+/// administrative pin): its netdev asks for a neighbour address, and the
+/// answer counts only when the PF's own view follows (igbvf reports success
+/// when its mailbox to the PF timed out). The MAC is put back either way; a
+/// PF that pins refuses (EADDRNOTAVAIL) and nothing changes.
+pub fn vf_driver_may_choose_mac(node: &mut Node, att: &Attachment) -> bool {
+    let (Some(pf), Some(vf), Some(name)) =
+        (&att.pf_ifname, att.vf_index, att.original_netdevs.first())
+    else {
+        return false;
+    };
+    let Ok(nl) = host_netlink() else {
+        return false;
+    };
+    let Ok(Some(link)) = nl.link_by_name(name) else {
+        return false;
+    };
+    let Some(mac) = link.mac else {
+        return false;
+    };
+    let probe = neighbour_mac(mac);
+    if !matches!(nl.try_set_link_mac(&link, probe), Ok(true)) {
+        return false;
+    }
+    let taken = node
+        .nl()
+        .ok()
+        .and_then(|n| n.vf_state(pf, vf).ok())
+        .is_some_and(|s| s.mac == probe);
+    if let Err(e) = nl.set_link_mac(&link, mac) {
+        // The driver is unbound next; rebinding it at DEL resets the address.
+        log::warn(&format!("{name}: putting MAC {mac} back failed: {e}"));
+    }
+    taken
+}
+
+/// After a vfio-pci DEL gave the VF back to its driver with the original
+/// admin MAC (which pins it): clears the pin and has the driver ask for that
+/// MAC itself, as it had before ADD. Returns what could not be done.
+pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
+    let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) else {
+        return Vec::new();
+    };
+    if orig.mac == MacAddr::default() {
+        return Vec::new();
+    }
+    let Some(name) = att.device.pci().and_then(|a| node.current_netdev(a)) else {
+        return vec![format!(
+            "{}: no netdev to give MAC {} back to",
+            att.device, orig.mac
+        )];
+    };
+    let r = (|| -> Result<()> {
+        let nl = host_netlink()?;
+        let link = nl
+            .link_by_name(&name)?
+            .ok_or_else(|| CniError::io(format!("{name} vanished")))?;
+        node.nl()?.set_vf(pf, vf, VfAttr::Mac(MacAddr::default()))?;
+        nl.set_link_mac(&link, neighbour_mac(orig.mac))?;
+        Ok(nl.set_link_mac(&link, orig.mac)?)
+    })();
+    match r {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!(
+            "failed to unpin the MAC of VF {vf} of {pf}: {}",
+            e.msg
+        )],
+    }
+}
+
+/// Netdevice ADD: the PF refused the VF driver a new MAC, so an
+/// administrative MAC pins it. Records that (DEL pins the original again),
+/// then clears the pin with the all-zero MAC, which igb-like PFs take as
+/// "the VF chooses".
+pub fn unpin_admin_mac(node: &mut Node, ledger: &Ledger, att: &mut Attachment) -> Result<()> {
+    let (Some(pf), Some(vf)) = (att.pf_ifname.clone(), att.vf_index) else {
+        return Err(CniError::io(format!(
+            "{} refused the MAC and has no PF to clear an admin MAC through",
+            att.device
+        )));
+    };
+    att.admin_mac_pinned = true;
+    ledger.save(att, true)?;
+    node.nl()?
+        .set_vf(&pf, vf, VfAttr::Mac(MacAddr::default()))
+        .map_err(|e| {
+            CniError::new(
+                code::VF_SETTING_REFUSED,
+                format!("VF {vf} of {pf} has an administrative MAC that could not be cleared to set the pod's MAC: {e}"),
+            )
+        })
+}
+
+/// Netdevice DEL: sets the original admin MAC again, after the netdev has
+/// taken it back.
+pub fn repin_admin_mac(node: &mut Node, att: &Attachment, errors: &mut Vec<String>) {
+    if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {
+        match node.nl() {
+            Ok(nl) => {
+                if let Err(e) = nl.set_vf(pf, vf, VfAttr::Mac(orig.mac)) {
+                    errors.push(format!(
+                        "failed to pin the admin MAC of VF {vf} of {pf} again: {e}"
+                    ));
+                }
+            }
+            Err(e) => errors.push(e.msg),
+        }
+    }
+}

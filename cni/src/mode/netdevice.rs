@@ -1,0 +1,177 @@
+//! `deviceType: netdevice`: the VF's (or, with `pfOnly`, the PF's) kernel
+//! netdev moves into the pod's network namespace under CNI_IFNAME, the way
+//! sriov-cni does, with the VF admin settings applied through the PF. Also
+//! what the vfio-pci mode falls back to (`"fallback": "netdevice"`).
+
+use std::net::IpAddr;
+
+use ledger::{Attachment, DeviceType};
+use netlink::Link;
+use serde_json::Value;
+use vfio::PciAddress;
+
+use crate::driver::{AddCtx, DelCtx, DeviceMode, Prepared};
+use crate::error::{code, CniError, Result};
+use crate::failpoint;
+use crate::hostlink;
+use crate::macpin;
+use crate::mode::pci::{self, Handover};
+use crate::node::{host_netlink, Node};
+use crate::plan::Plan;
+use crate::podnet::{self, PodIface};
+use crate::resolve::{resolve, Target};
+
+#[derive(Debug)]
+pub struct Netdevice;
+
+/// The netdevice half of a PCI ADD's preparation, from a resolved device;
+/// `fallback_reason` says why vfio-pci was not used, when it was asked for.
+pub fn prepare_target(
+    ctx: &mut AddCtx<'_>,
+    target: &Target,
+    fallback_reason: Option<String>,
+) -> Result<Prepared> {
+    pci::precheck(ctx, target)?;
+    // The kernel path looks at the netdev before anything changes.
+    let link = check_netdevice(ctx.node, ctx.plan, target.device, target.pf.is_none())?;
+    pci::record(
+        ctx,
+        target,
+        Handover {
+            kind: DeviceType::Netdevice,
+            iommu_group: None,
+            iommu_mode: None,
+            original_link: Some(link.into()),
+            fallback_reason,
+        },
+    )
+}
+
+impl DeviceMode for Netdevice {
+    fn prepare(&self, ctx: &mut AddCtx<'_>) -> Result<Prepared> {
+        let target = resolve(ctx.node, ctx.plan)?;
+        prepare_target(ctx, &target, None)
+    }
+
+    fn setup(&self, ctx: &mut AddCtx<'_>, att: &mut Attachment) -> Result<Value> {
+        failpoint::hit("recorded")?;
+        let orig = att
+            .original_link
+            .clone()
+            .ok_or_else(|| CniError::io("no netdev recorded"))?;
+        let host = host_netlink()?;
+        let mut link = host.link_by_name(&orig.name)?.ok_or_else(|| {
+            CniError::new(
+                code::DEVICE_NOT_FOUND,
+                format!("{} vanished from the host", orig.name),
+            )
+        })?;
+        // The netdev's MAC goes first: a VF driver asks the PF for it, and the
+        // PF refuses once an administrative MAC is set (igb answers
+        // EADDRNOTAVAIL), even the same one. The admin MAC then pins it.
+        if let Some(mac) = ctx.plan.vf.mac.filter(|m| link.mac != Some(*m)) {
+            if link.up {
+                host.set_link_up(&link, false)?;
+                link.up = false;
+            }
+            if !host.try_set_link_mac(&link, mac)? {
+                macpin::unpin_admin_mac(ctx.node, ctx.ledger, att)?;
+                host.set_link_mac(&link, mac)?;
+            }
+            link.mac = Some(mac);
+        }
+        pci::apply_vf(ctx.node, ctx.plan, att)?;
+        failpoint::hit("vf-configured")?;
+        let ipam_result = ctx.run_ipam(att)?;
+        failpoint::hit("ipam-done")?;
+        let (ips, routes) = podnet::ipam_config(ipam_result.as_ref())?;
+        let cfg = PodIface {
+            from: orig.name.clone(),
+            to: att.ifname.clone(),
+            mac: None,
+            mtu: ctx.plan.mtu,
+            ips,
+            routes,
+        };
+        let link = podnet::move_and_configure(ctx.env, att, &link, cfg)?;
+        podnet::finish(ctx.plan, ctx.ledger, att, &link, ipam_result.as_ref())
+    }
+
+    fn teardown(&self, ctx: &mut DelCtx<'_>, att: &Attachment, errors: &mut Vec<String>) {
+        // The admin MAC first: while one is set the PF refuses the VF
+        // driver's request for a MAC (igb: "attempted to override
+        // administratively set MAC address"). When the PF reported the
+        // netdev's own MAC before ADD, the VF driver had chosen it: clear
+        // the admin MAC rather than pin it, and let the netdev restore
+        // below ask for it again, as it was. When ADD found the admin MAC
+        // pinned, the netdev likewise gets its MAC back unpinned, and the
+        // original pin is set again afterwards.
+        let mut unpinned = att.clone();
+        if let (Some(vf), Some(link)) = (unpinned.original_vf.as_mut(), &att.original_link) {
+            if att.admin_mac_pinned || link.mac.as_deref() == Some(vf.mac.to_string().as_str()) {
+                vf.mac = netlink::MacAddr::default();
+            }
+        }
+        pci::restore_vf(ctx, &unpinned, errors);
+        errors.extend(hostlink::release_netdevice(ctx.node, att));
+        if att.admin_mac_pinned {
+            macpin::repin_admin_mac(ctx.node, att, errors);
+        }
+    }
+
+    fn check(&self, _node: &mut Node, att: &Attachment) -> Result<()> {
+        podnet::check_in_pod(att)
+    }
+}
+
+/// Finds the device's netdev in the host namespace and, for a whole PF,
+/// checks the pfOnly guards. Changes nothing.
+fn check_netdevice(node: &Node, plan: &Plan, dev: PciAddress, is_pf: bool) -> Result<Link> {
+    let d = node.sysfs.device(dev)?;
+    let Some(name) = d.net_names()?.into_iter().next() else {
+        return Err(CniError::new(
+            code::DEVICE_NOT_FOUND,
+            format!(
+                "{dev} has no network interface (driver {}): netdevice mode needs the device on its kernel driver",
+                d.driver()?.as_deref().unwrap_or("none")
+            ),
+        ));
+    };
+    let nl = host_netlink()?;
+    let link = nl.link_by_name(&name)?.ok_or_else(|| {
+        CniError::new(
+            code::DEVICE_NOT_FOUND,
+            format!("{name}, the interface of {dev}, is not in the plugin's network namespace"),
+        )
+    })?;
+    if is_pf {
+        if let Some(allowed) = &plan.allowed_devices {
+            if !allowed.iter().any(|a| *a == dev.to_string() || *a == name) {
+                return Err(CniError::netconf(format!(
+                    "pfOnly: {dev} ({name}) is not in allowedDevices {allowed:?}"
+                )));
+            }
+        }
+        if nl.default_route_links()?.contains(&link.index) {
+            return Err(CniError::netconf(format!(
+                "pfOnly: {name} ({dev}) carries the node's default route; moving it would cut the node off"
+            )));
+        }
+        let used: Vec<String> = nl
+            .addresses(&link)?
+            .into_iter()
+            // An IPv6 link-local address is the kernel's, not the host's configuration.
+            .filter(
+                |(ip, _)| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80),
+            )
+            .map(|(ip, p)| format!("{ip}/{p}"))
+            .collect();
+        if !used.is_empty() {
+            return Err(CniError::netconf(format!(
+                "pfOnly: {name} ({dev}) has addresses the host uses ({}): remove them first",
+                used.join(", ")
+            )));
+        }
+    }
+    Ok(link)
+}

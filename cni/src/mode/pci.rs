@@ -1,0 +1,154 @@
+//! What the PCI modes (vfio-pci, netdevice) share: the checks before any
+//! change, the device lock and claim, the record of the original state,
+//! and the VF admin settings through the PF.
+
+use ledger::{Attachment, Claim, DeviceType, Ledger, OriginalLink, Phase};
+use vfio::{IommuMode, VFIO_PCI};
+
+use crate::driver::{AddCtx, DelCtx, Prepared, LOCK_WAIT};
+use crate::error::{code, CniError, Result};
+use crate::node::Node;
+use crate::plan::Plan;
+use crate::resolve::Target;
+
+/// Checks made before the mode's own: VF settings need the PF's netdev,
+/// and the IPAM plugin must exist.
+pub fn precheck(ctx: &AddCtx<'_>, target: &Target) -> Result<()> {
+    if !ctx.plan.vf.is_empty() && target.pf_ifname.is_none() {
+        return Err(CniError::new(
+            code::DEVICE_NOT_FOUND,
+            format!(
+                "VF settings need the PF's netdev, but the PF of {} has none (is it bound to its kernel driver?)",
+                target.device
+            ),
+        ));
+    }
+    ctx.check_ipam()
+}
+
+/// A container has at most one attachment per network and interface name.
+pub fn refuse_second_attachment(ledger: &Ledger, me: &Claim) -> Result<()> {
+    if ledger
+        .load(&me.network, &me.container_id, &me.ifname)?
+        .is_some()
+    {
+        return Err(CniError::new(
+            code::DEVICE_BUSY,
+            format!(
+                "container {} already has an attachment {} on network {}: DEL it first",
+                me.container_id, me.ifname, me.network
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How the mode will hand the device over, as the record keeps it.
+#[derive(Debug)]
+pub struct Handover {
+    pub kind: DeviceType,
+    pub iommu_group: Option<u32>,
+    pub iommu_mode: Option<IommuMode>,
+    pub original_link: Option<OriginalLink>,
+    pub fallback_reason: Option<String>,
+}
+
+/// Takes the device's lock, refuses a device another attachment holds, and
+/// records the device's original state.
+pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Prepared> {
+    let dev = target.device;
+    let ledger = ctx.ledger;
+    let lock = ledger.lock_device(&dev, LOCK_WAIT)?;
+    let me = Claim {
+        network: ctx.plan.base.name.clone(),
+        container_id: ctx.env.container_id.clone(),
+        ifname: ctx.env.ifname.clone(),
+    };
+    if let Some(holder) = ledger.claim(dev)? {
+        let msg = if holder == me {
+            format!(
+                "{dev} is already attached to container {} as {}: DEL it before adding it again",
+                me.container_id, me.ifname
+            )
+        } else {
+            format!(
+                "{dev} is in use by container {} (network {}, interface {}): pick another device or DEL that attachment",
+                holder.container_id, holder.network, holder.ifname
+            )
+        };
+        return Err(CniError::new(code::DEVICE_BUSY, msg));
+    }
+    refuse_second_attachment(ledger, &me)?;
+
+    let sysfs = ctx.node.sysfs.clone();
+    let d = sysfs.device(dev)?;
+    // A device the node daemon bound early (no-IOMMU Allocate) goes back to
+    // the driver it had before that, not to vfio-pci.
+    let (mut original_driver, mut original_override) = (d.driver()?, d.driver_override()?);
+    if original_driver.as_deref() == Some(VFIO_PCI) {
+        if let Some(p) = ledger.prebound(dev)? {
+            (original_driver, original_override) = (p.driver, p.driver_override);
+        }
+    }
+    let original_vf = match (&target.pf_ifname, target.vf_index) {
+        (Some(pf), Some(vf)) if !ctx.plan.vf.is_empty() => Some(ctx.node.nl()?.vf_state(pf, vf)?),
+        _ => None,
+    };
+    let att = Attachment {
+        network: me.network,
+        container_id: me.container_id,
+        ifname: me.ifname,
+        netns: ctx.env.netns.clone(),
+        cni_version: ctx.plan.base.cni_version.clone(),
+        phase: Phase::Pending,
+        device_type: how.kind,
+        device: dev.into(),
+        pf: target.pf,
+        pf_ifname: target.pf_ifname.clone(),
+        vf_index: target.vf_index,
+        iommu_group: how.iommu_group,
+        iommu_mode: how.iommu_mode,
+        vfio_device: None,
+        numa_node: d.numa_node()?,
+        original_driver,
+        original_override,
+        original_netdevs: d.net_names()?,
+        original_vf,
+        vf_settings: ctx.plan.vf.clone(),
+        device_info_file: None,
+        ipam: ctx.plan.base.ipam.clone(),
+        result: None,
+        original_link: how.original_link,
+        macvlan_name: None,
+        fallback_reason: how.fallback_reason,
+        admin_mac_pinned: false,
+        admin_mac_driver_chosen: false,
+    };
+    Ok(Prepared {
+        att,
+        lock: Some(lock),
+    })
+}
+
+/// Applies the netconf's VF settings through the PF, if the device is a VF
+/// and any are set.
+pub fn apply_vf(node: &mut Node, plan: &Plan, att: &Attachment) -> Result<()> {
+    if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {
+        netlink::apply_vf_settings(node.nl()?, pf, vf, &plan.vf, orig)?;
+    }
+    Ok(())
+}
+
+/// Puts the VF settings ADD touched back to their recorded values.
+pub fn restore_vf(ctx: &mut DelCtx<'_>, att: &Attachment, errors: &mut Vec<String>) {
+    if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {
+        match ctx.node.nl() {
+            Ok(nl) => {
+                if let Err(e) = netlink::restore_vf_settings(nl, pf, vf, &att.vf_settings, orig) {
+                    errors.push(format!("failed to restore VF {vf} of {pf}: {e}"));
+                }
+            }
+            Err(e) => errors.push(e.msg),
+        }
+    }
+}

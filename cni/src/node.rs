@@ -1,0 +1,84 @@
+//! The node the plugin works on: its sysfs (and `/dev`), the root default
+//! paths live under, and how to reach the PFs over rtnetlink.
+
+use std::path::{Path, PathBuf};
+
+use netlink::{RtNetlink, VfNetlink};
+use vfio::{BindOptions, PciAddress, Sysfs};
+
+use crate::error::{CniError, Result};
+
+/// Opens the netlink side when a command first needs it.
+pub type NetlinkFactory = Box<dyn Fn() -> std::io::Result<Box<dyn VfNetlink>>>;
+
+pub struct Node {
+    pub sysfs: Sysfs,
+    pub root: PathBuf,
+    pub bind: BindOptions,
+    netlink_factory: NetlinkFactory,
+    netlink: Option<Box<dyn VfNetlink>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("sysfs", &self.sysfs)
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl Node {
+    pub fn new(sysfs: Sysfs, root: impl Into<PathBuf>, netlink_factory: NetlinkFactory) -> Self {
+        Node {
+            sysfs,
+            root: root.into(),
+            bind: BindOptions::default(),
+            netlink_factory,
+            netlink: None,
+        }
+    }
+
+    /// This machine: sysfs at `/`, the kernel's rtnetlink.
+    pub fn real() -> Self {
+        Node::new(
+            Sysfs::new("/"),
+            "/",
+            Box::new(|| Ok(Box::new(RtNetlink::connect()?) as Box<dyn VfNetlink>)),
+        )
+    }
+
+    /// Whether this is the machine itself rather than a fake tree.
+    pub fn is_real(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
+    /// VF admin state through the PF, opened on first use.
+    pub fn nl(&mut self) -> Result<&mut dyn VfNetlink> {
+        if self.netlink.is_none() {
+            let nl = (self.netlink_factory)()
+                .map_err(|e| CniError::io(format!("failed to open a netlink socket: {e}")))?;
+            self.netlink = Some(nl);
+        }
+        Ok(self.netlink.as_deref_mut().expect("set above"))
+    }
+
+    /// The path user space sees for a node file (the fake root stripped).
+    pub fn node_path(&self, p: &Path) -> PathBuf {
+        match p.strip_prefix(&self.root) {
+            Ok(rel) => Path::new("/").join(rel),
+            Err(_) => p.to_path_buf(),
+        }
+    }
+
+    /// The netdev the device has in the host now, if any.
+    pub fn current_netdev(&self, addr: PciAddress) -> Option<String> {
+        let names = self.sysfs.device(addr).ok()?.net_names().ok()?;
+        names.into_iter().next()
+    }
+}
+
+/// rtnetlink in the calling thread's network namespace.
+pub fn host_netlink() -> Result<RtNetlink> {
+    RtNetlink::connect().map_err(|e| CniError::io(format!("failed to open a netlink socket: {e}")))
+}

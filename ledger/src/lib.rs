@@ -1,0 +1,219 @@
+//! The dpdk-cni ledger: the state directory the CNI plugin and the node
+//! daemon share. One record per attachment, one claim per device, one lock
+//! file per device.
+//!
+//! ```text
+//! <stateDir>/<network>/<containerID>-<ifname>.json   what ADD changed and the original state
+//! <stateDir>/devices/<bdf>.json                       which attachment holds the device
+//! <stateDir>/locks/<bdf>.lock                         flock(2) held while a command works on it
+//! ```
+//!
+//! The record is written before the first change to the node, atomically
+//! and durably (write a temporary file, fsync, rename, fsync the directory),
+//! with the original state and everything ADD is about to do, so a plugin
+//! killed at any point leaves enough behind for DEL or GC to undo it: undoing
+//! compares the node with the recorded original state, so it does not need to
+//! know how far ADD got. Later updates (the claim, the finished result) are
+//! atomic renames: a rename survives a killed process, and what a power
+//! loss could lose (driver bindings, VF admin state) does not survive a
+//! reboot either.
+
+mod error;
+mod fsutil;
+mod records;
+
+use std::fmt::Display;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use vfio::PciAddress;
+
+pub use error::{LedgerError, Result};
+pub use fsutil::write_atomic;
+pub use records::{Attachment, Claim, DeviceId, DeviceType, OriginalLink, Phase, Prebound};
+
+use error::io;
+use fsutil::{read_json, remove_if_exists};
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    dir: PathBuf,
+}
+
+/// An exclusive flock on one device, released on drop.
+#[derive(Debug)]
+pub struct DeviceLock {
+    _lock: Flock<File>,
+}
+
+fn encode(what: &'static str, path: &Path, v: &impl serde::Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(v).map_err(|e| io(what, path, std::io::Error::other(e)))
+}
+
+impl Ledger {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Ledger { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn attachment_path(&self, network: &str, container_id: &str, ifname: &str) -> PathBuf {
+        self.dir
+            .join(network)
+            .join(format!("{container_id}-{ifname}.json"))
+    }
+
+    fn claim_path(&self, device: PciAddress) -> PathBuf {
+        self.dir.join("devices").join(format!("{device}.json"))
+    }
+
+    fn prebound_path(&self, device: PciAddress) -> PathBuf {
+        self.dir.join("prebound").join(format!("{device}.json"))
+    }
+
+    /// Checks the state directory can be written (STATUS).
+    pub fn check_writable(&self) -> Result<()> {
+        fs::create_dir_all(&self.dir).map_err(|e| io("create", &self.dir, e))?;
+        let probe = self.dir.join(format!(".probe{}", std::process::id()));
+        fs::write(&probe, b"").map_err(|e| io("write to", &self.dir, e))?;
+        remove_if_exists(&probe)
+    }
+
+    /// Takes the device's lock, waiting up to `wait` for another command to finish.
+    pub fn lock_device(&self, device: &impl Display, wait: Duration) -> Result<DeviceLock> {
+        let dir = self.dir.join("locks");
+        fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+        let path = dir.join(format!("{device}.lock"));
+        let start = Instant::now();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io("open", &path, e))?;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(DeviceLock { _lock: lock }),
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) if start.elapsed() < wait => {
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(LedgerError::Locked {
+                        device: device.to_string(),
+                    })
+                }
+                Err((_, e)) => return Err(io("lock", &path, e.into())),
+            }
+        }
+    }
+
+    /// The record of an attachment, if there is one.
+    pub fn load(
+        &self,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<Attachment>> {
+        read_json(
+            &self.attachment_path(network, container_id, ifname),
+            "the attachment record",
+        )
+    }
+
+    /// Records an attachment; `durable` before the first change to the node.
+    pub fn save(&self, a: &Attachment, durable: bool) -> Result<()> {
+        let path = self.attachment_path(&a.network, &a.container_id, &a.ifname);
+        write_atomic(&path, &encode("encode", &path, a)?, durable)
+    }
+
+    /// Forgets an attachment.
+    pub fn remove(&self, a: &Attachment) -> Result<()> {
+        remove_if_exists(&self.attachment_path(&a.network, &a.container_id, &a.ifname))
+    }
+
+    /// Who holds `device`, if anyone.
+    pub fn claim(&self, device: PciAddress) -> Result<Option<Claim>> {
+        read_json(&self.claim_path(device), "the device claim")
+    }
+
+    pub fn set_claim(&self, device: PciAddress, c: &Claim) -> Result<()> {
+        let path = self.claim_path(device);
+        write_atomic(&path, &encode("encode", &path, c)?, false)
+    }
+
+    /// Releases `device` if `c` holds it.
+    pub fn release_claim(&self, device: PciAddress, c: &Claim) -> Result<()> {
+        if self.claim(device)?.as_ref() == Some(c) {
+            remove_if_exists(&self.claim_path(device))?;
+        }
+        Ok(())
+    }
+
+    /// Every attachment recorded for `network`.
+    pub fn list(&self, network: &str) -> Result<Vec<Attachment>> {
+        let dir = self.dir.join(network);
+        let mut out = Vec::new();
+        for p in json_files(&dir)? {
+            if let Some(a) = read_json::<Attachment>(&p, "the attachment record")? {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
+        Ok(out)
+    }
+
+    /// What `device` was bound to before the node daemon bound it early.
+    pub fn prebound(&self, device: PciAddress) -> Result<Option<Prebound>> {
+        read_json(&self.prebound_path(device), "the early-bind record")
+    }
+
+    /// Records, durably and before the rebind, the driver `device` had.
+    pub fn set_prebound(&self, device: PciAddress, p: &Prebound) -> Result<()> {
+        let path = self.prebound_path(device);
+        write_atomic(&path, &encode("encode", &path, p)?, true)
+    }
+
+    /// Forgets an early bind, once DEL has put the device back.
+    pub fn clear_prebound(&self, device: PciAddress) -> Result<()> {
+        remove_if_exists(&self.prebound_path(device))
+    }
+
+    /// Every device claimed by any network.
+    pub fn claims(&self) -> Result<Vec<(PciAddress, Claim)>> {
+        let mut out = Vec::new();
+        for p in json_files(&self.dir.join("devices"))? {
+            let Some(dev) = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<PciAddress>().ok())
+            else {
+                continue;
+            };
+            if let Some(c) = self.claim(dev)? {
+                out.push((dev, c));
+            }
+        }
+        out.sort_by_key(|(dev, _)| *dev);
+        Ok(out)
+    }
+}
+
+/// The `*.json` files of a directory; none when it does not exist.
+fn json_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io("read", dir, e)),
+    };
+    Ok(rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .collect())
+}

@@ -1,0 +1,250 @@
+//! What the state directory holds, typed. The JSON keeps the strings the
+//! records have always had on disk, so records written before still read.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use netlink::{Link, VfSettings, VfState};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use vfio::{IommuMode, PciAddress};
+
+/// Whether ADD finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Recorded before the first change: any of ADD's changes may have been made.
+    Pending,
+    /// ADD finished.
+    Complete,
+}
+
+/// How a device reaches the pod (`deviceType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceType {
+    /// Rebound to vfio-pci, for a DPDK application in user space.
+    VfioPci,
+    /// The kernel netdev moved into the pod's namespace.
+    Netdevice,
+    /// A macvlan on `master`, for nodes with no SR-IOV.
+    Macvlan,
+}
+
+impl DeviceType {
+    /// The netconf's (and the record's) name of the type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceType::VfioPci => "vfio-pci",
+            DeviceType::Netdevice => "netdevice",
+            DeviceType::Macvlan => "macvlan",
+        }
+    }
+}
+
+impl fmt::Display for DeviceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an attachment holds: a PCI function, or (macvlan) the host
+/// interface its link was made on. On disk, the address or the name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DeviceId {
+    Pci(PciAddress),
+    Netdev(String),
+}
+
+impl DeviceId {
+    /// The PCI address, for a device that is one.
+    pub fn pci(&self) -> Option<PciAddress> {
+        match self {
+            DeviceId::Pci(a) => Some(*a),
+            DeviceId::Netdev(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceId::Pci(a) => a.fmt(f),
+            DeviceId::Netdev(n) => f.write_str(n),
+        }
+    }
+}
+
+impl FromStr for DeviceId {
+    type Err = std::convert::Infallible;
+
+    /// An interface name can hold no `:`, so nothing that parses as a PCI
+    /// address is one.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.parse::<PciAddress>() {
+            Ok(a) => DeviceId::Pci(a),
+            Err(_) => DeviceId::Netdev(s.to_string()),
+        })
+    }
+}
+
+impl From<PciAddress> for DeviceId {
+    fn from(a: PciAddress) -> Self {
+        DeviceId::Pci(a)
+    }
+}
+
+impl Serialize for DeviceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeviceId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(s.parse()
+            .unwrap_or_else(|e: std::convert::Infallible| match e {}))
+    }
+}
+
+/// `iommuMode`: `"iommu"`, `"noiommu"`, or `""` where no IOMMU is involved.
+mod iommu_mode {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(m: &Option<IommuMode>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.map(IommuMode::as_str).unwrap_or(""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IommuMode>, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        IommuMode::deserialize(serde::de::value::StrDeserializer::<D::Error>::new(&s)).map(Some)
+    }
+}
+
+/// Everything needed to undo one attachment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub network: String,
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: String,
+    pub cni_version: String,
+    pub phase: Phase,
+    pub device_type: DeviceType,
+    /// The PCI address handed to the pod (macvlan: the master's name).
+    pub device: DeviceId,
+    pub pf: Option<PciAddress>,
+    pub pf_ifname: Option<String>,
+    pub vf_index: Option<u32>,
+    pub iommu_group: Option<u32>,
+    #[serde(with = "iommu_mode", default)]
+    pub iommu_mode: Option<IommuMode>,
+    pub vfio_device: Option<PathBuf>,
+    pub numa_node: Option<u32>,
+    pub original_driver: Option<String>,
+    pub original_override: Option<String>,
+    pub original_netdevs: Vec<String>,
+    pub original_vf: Option<VfState>,
+    pub vf_settings: VfSettings,
+    pub device_info_file: Option<PathBuf>,
+    pub ipam: Option<Value>,
+    pub result: Option<Value>,
+    /// Kernel modes: the netdev as it was in the host namespace.
+    #[serde(default)]
+    pub original_link: Option<OriginalLink>,
+    /// Macvlan mode: the name the link was created under in the host namespace.
+    #[serde(default)]
+    pub macvlan_name: Option<String>,
+    /// Why vfio-pci was not used, when the netdevice fallback served the ADD.
+    #[serde(default)]
+    pub fallback_reason: Option<String>,
+    /// Netdevice mode: the PF held the original admin MAC as an
+    /// administrative pin (the VF driver was refused a new MAC), so ADD
+    /// cleared it first and DEL sets it again after the netdev's MAC.
+    #[serde(default)]
+    pub admin_mac_pinned: bool,
+    /// vfio-pci mode: before ADD the VF driver could choose its own MAC (no
+    /// administrative pin), so DEL unpins the original MAC it sets back.
+    #[serde(default)]
+    pub admin_mac_driver_chosen: bool,
+}
+
+impl Attachment {
+    /// The claim this attachment makes on its device.
+    pub fn claim(&self) -> Claim {
+        Claim {
+            network: self.network.clone(),
+            container_id: self.container_id.clone(),
+            ifname: self.ifname.clone(),
+        }
+    }
+}
+
+/// A netdev's name, MAC, MTU and state before ADD moved it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginalLink {
+    pub name: String,
+    pub mac: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+impl From<Link> for OriginalLink {
+    fn from(l: Link) -> Self {
+        OriginalLink {
+            name: l.name,
+            mac: l.mac.map(|m| m.to_string()),
+            mtu: l.mtu,
+            up: l.up,
+        }
+    }
+}
+
+/// Who holds a device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Claim {
+    pub network: String,
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// A device the node daemon bound to vfio-pci before any ADD (no-IOMMU mode:
+/// the group exists only once vfio-pci holds the device): the driver it had,
+/// which ADD records as the original and DEL restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prebound {
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_and_modes_keep_their_strings() {
+        let pci: DeviceId = "0000:01:10.0".parse().unwrap();
+        assert_eq!(pci.pci(), Some("0000:01:10.0".parse().unwrap()));
+        assert_eq!(serde_json::to_string(&pci).unwrap(), "\"0000:01:10.0\"");
+        let master: DeviceId = "eth0".parse().unwrap();
+        assert_eq!(master, DeviceId::Netdev("eth0".into()));
+        assert_eq!(
+            serde_json::to_string(&DeviceType::VfioPci).unwrap(),
+            "\"vfio-pci\""
+        );
+        assert_eq!(
+            serde_json::from_str::<DeviceType>("\"netdevice\"").unwrap(),
+            DeviceType::Netdevice
+        );
+    }
+}
