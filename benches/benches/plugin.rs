@@ -50,7 +50,7 @@ impl Bed {
                 100,
             )
             .unwrap();
-        std::fs::create_dir_all(root.join(dpdk_cni::config::DEFAULT_DEVINFO_DIR)).unwrap();
+        std::fs::create_dir_all(root.join(dpdk_cni::paths::DEFAULT_DEVINFO_SUBDIR)).unwrap();
         let netlink = mem.path().join("netlink");
         RecordingNetlink::create(&netlink, &[("ens2f0", numvfs)]).unwrap();
         let conf = json!({

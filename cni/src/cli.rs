@@ -84,8 +84,12 @@ pub fn run(
     }
     let cenv = env::read(cmd, get)?;
     let (raw, conf) = config::parse_raw(stdin)?;
-    if let Ok(b) = config::base(&raw, &node.root) {
+    node.load_settings()?;
+    if let Ok(b) = config::base(&raw, node, cmd != Command::Del) {
         log::init(b.log_level, b.log_file);
+        for w in &b.warnings {
+            log::warn(w);
+        }
     }
     if matches!(cmd, Command::Status | Command::Gc) {
         let v = raw.cni_version.as_deref().unwrap_or("");

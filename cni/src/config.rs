@@ -9,14 +9,14 @@
 use std::path::PathBuf;
 
 use crate::error::{code, CniError, Result};
+use crate::node::Node;
+use crate::paths;
 use crate::version;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Where attachments are recorded unless `stateDir` says otherwise.
-pub const DEFAULT_STATE_DIR: &str = "var/lib/cni/dpdk-cni";
-/// Where device-info files go unless the runtime names one (NPWG spec).
-pub const DEFAULT_DEVINFO_DIR: &str = "var/run/k8s.cni.cncf.io/devinfo/cni";
+/// Names of the ledger's own directories, which no network may take.
+pub const RESERVED_NETWORK_NAMES: &[&str] = &["devices", "locks", "prebound", "quarantine"];
 
 /// The netconf as it arrives; every field optional so each gets its own message.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,6 +57,8 @@ pub struct RawConf {
     pub mtu: Option<u32>,
     pub allowed_devices: Option<Vec<String>>,
     pub mode: Option<String>,
+    /// The fields a pod's annotations may override: `vlan`, `max_tx_rate`.
+    pub pod_overrides: Option<Vec<String>>,
     #[serde(rename = "cni.dev/valid-attachments")]
     pub valid_attachments: Option<Vec<ValidAttachment>>,
 }
@@ -101,6 +103,8 @@ pub struct Base {
     pub ipam: Option<Value>,
     pub log_level: LogLevel,
     pub log_file: Option<PathBuf>,
+    /// What DEL let pass that another command refuses, for the log.
+    pub warnings: Vec<String>,
 }
 
 /// Parses stdin: bad JSON is a decode failure (6), a field of the wrong type
@@ -133,7 +137,10 @@ fn valid_network_name(s: &str) -> bool {
 }
 
 /// Checks what every command needs: version, name, state dir, logging.
-pub fn base(raw: &RawConf, root: &std::path::Path) -> Result<Base> {
+/// `strict` for every command but DEL, which proceeds past a refused
+/// `stateDir` or `logFile` (noting why in `warnings`, logged to stderr).
+pub fn base(raw: &RawConf, node: &Node, strict: bool) -> Result<Base> {
+    let mut warnings = Vec::new();
     let cni_version = raw
         .cni_version
         .clone()
@@ -156,15 +163,24 @@ pub fn base(raw: &RawConf, root: &std::path::Path) -> Result<Base> {
             "invalid network name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
         )));
     }
-    let state_dir = match &raw.state_dir {
-        Some(d) if d.starts_with('/') => PathBuf::from(d),
-        Some(d) => {
-            return Err(CniError::netconf(format!(
-                "stateDir {d:?} must be an absolute path"
-            )))
+    if RESERVED_NETWORK_NAMES.contains(&name.as_str()) {
+        return Err(CniError::netconf(format!(
+            "network name {name:?} is reserved for the plugin's state directory: pick another name"
+        )));
+    }
+    if let Some(d) = &raw.state_dir {
+        let msg = format!(
+            "stateDir {d:?} is refused: the state directory is a node setting (stateDir in /{}), one per node, not a netconf field",
+            ledger::settings::SETTINGS_FILE
+        );
+        if strict {
+            return Err(CniError::netconf(format!("{msg}: remove it")));
         }
-        None => root.join(DEFAULT_STATE_DIR),
-    };
+        warnings.push(format!(
+            "{msg}; using {}",
+            node.node_path(&node.settings.state_dir).display()
+        ));
+    }
     let log_level = match raw
         .log_level
         .as_deref()
@@ -183,12 +199,20 @@ pub fn base(raw: &RawConf, root: &std::path::Path) -> Result<Base> {
         }
     };
     let log_file = match &raw.log_file {
-        Some(f) if f.starts_with('/') => Some(PathBuf::from(f)),
-        Some(f) => {
-            return Err(CniError::netconf(format!(
-                "logFile {f:?} must be an absolute path"
-            )))
-        }
+        Some(f) => match paths::confine(&node.root, f, &node.settings.log_dirs) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                let msg = format!(
+                    "logFile {f:?} is refused: {why} (logDirs in /{} lists where logs may go)",
+                    ledger::settings::SETTINGS_FILE
+                );
+                if strict {
+                    return Err(CniError::netconf(msg));
+                }
+                warnings.push(msg);
+                None
+            }
+        },
         None => None,
     };
     if let Some(ipam) = &raw.ipam {
@@ -197,10 +221,11 @@ pub fn base(raw: &RawConf, root: &std::path::Path) -> Result<Base> {
     Ok(Base {
         cni_version,
         name,
-        state_dir,
+        state_dir: node.settings.state_dir.clone(),
         ipam: raw.ipam.clone(),
         log_level,
         log_file,
+        warnings,
     })
 }
 

@@ -6,14 +6,20 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::error::Result;
-use ledger::{write_atomic, Attachment, DeviceType};
+use ledger::{write_atomic, Attachment, Claim, DeviceType};
 
 /// The file the plugin writes when the runtime names none.
 pub fn default_path(root: &Path, a: &Attachment) -> PathBuf {
-    root.join(crate::config::DEFAULT_DEVINFO_DIR).join(format!(
-        "{}-{}-{}-device.json",
-        a.network, a.container_id, a.ifname
-    ))
+    default_path_of(root, &a.claim())
+}
+
+/// [`default_path`] of the attachment a claim names.
+pub fn default_path_of(root: &Path, c: &Claim) -> PathBuf {
+    root.join(crate::paths::DEFAULT_DEVINFO_SUBDIR)
+        .join(format!(
+            "{}-{}-{}-device.json",
+            c.network, c.container_id, c.ifname
+        ))
 }
 
 /// The device-info document for an attachment.

@@ -85,7 +85,8 @@ impl std::fmt::Debug for DelCtx<'_> {
 #[derive(Debug)]
 pub struct Prepared {
     pub att: Attachment,
-    pub lock: Option<DeviceLock>,
+    /// The device's lock (and its IOMMU group's, taken first).
+    pub locks: Vec<DeviceLock>,
 }
 
 /// A way of handing a device to a pod.

@@ -40,6 +40,8 @@ pub mod code {
     pub const MISSING_CAPABILITY: u32 = 106;
     /// CHECK found the attachment differs from what ADD made.
     pub const CHECK_FAILED: u32 = 107;
+    /// The node checks allocations and the kubelet did not give the device to this pod.
+    pub const NOT_ALLOCATED: u32 = 108;
     /// A failure injected by `DPDK_CNI_FAILPOINT` (tests only).
     pub const INJECTED: u32 = 199;
 }
@@ -127,7 +129,9 @@ impl From<ledger::LedgerError> for CniError {
         use ledger::LedgerError as E;
         let c = match &e {
             E::Locked { .. } => code::TRY_AGAIN,
-            E::Io { .. } | E::Corrupt { .. } => code::IO,
+            E::Io { .. } | E::Corrupt { .. } | E::Settings { .. } | E::Quarantined { .. } => {
+                code::IO
+            }
         };
         CniError::new(c, e.to_string())
     }

@@ -18,6 +18,7 @@
 //! and failpoints chosen from the environment, for the tests. The default
 //! build has none of them.
 
+pub mod allocation;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod driver;
 pub mod env;
 pub mod error;
 pub mod failpoint;
+pub mod guards;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 pub mod hostlink;
@@ -34,6 +36,7 @@ pub mod log;
 pub mod macpin;
 pub mod mode;
 pub mod node;
+pub mod paths;
 pub mod plan;
 pub mod podnet;
 pub mod release;

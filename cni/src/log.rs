@@ -1,6 +1,5 @@
 //! `logLevel` / `logFile`: plain lines appended to a file (stderr when no file).
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -48,10 +47,16 @@ pub fn log(level: LogLevel, msg: &str) {
     if level > *max {
         return;
     }
-    let line = format!("{} [{level:?}] dpdk-cni: {msg}\n", timestamp());
+    // One line per message, whatever the message holds: a path or name
+    // from the netconf cannot start a line of its own.
+    let line = format!(
+        "{} [{level:?}] dpdk-cni: {}\n",
+        timestamp(),
+        crate::paths::escape(msg)
+    );
     match file {
         Some(p) => {
-            if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(p) {
+            if let Ok(mut f) = crate::paths::open_append(p) {
                 let _ = f.write_all(line.as_bytes());
             }
         }

@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use ledger::{Ledger, NodeSettings};
 use netlink::{RtNetlink, VfNetlink};
 use vfio::{BindOptions, PciAddress, Sysfs};
 
 use crate::error::{CniError, Result};
+use crate::paths;
 
 /// Opens the netlink side when a command first needs it.
 pub type NetlinkFactory = Box<dyn Fn() -> std::io::Result<Box<dyn VfNetlink>>>;
@@ -14,6 +16,8 @@ pub type NetlinkFactory = Box<dyn Fn() -> std::io::Result<Box<dyn VfNetlink>>>;
 pub struct Node {
     pub sysfs: Sysfs,
     pub root: PathBuf,
+    /// The node's own settings (`/etc/dpdk-cni/node.json`), below `root`.
+    pub settings: NodeSettings,
     pub bind: BindOptions,
     netlink_factory: NetlinkFactory,
     netlink: Option<Box<dyn VfNetlink>>,
@@ -29,10 +33,13 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
+    /// A node with the default settings; [`Node::load_settings`] reads its file.
     pub fn new(sysfs: Sysfs, root: impl Into<PathBuf>, netlink_factory: NetlinkFactory) -> Self {
+        let root = root.into();
         Node {
             sysfs,
-            root: root.into(),
+            settings: NodeSettings::defaults(&root),
+            root,
             bind: BindOptions::default(),
             netlink_factory,
             netlink: None,
@@ -46,6 +53,17 @@ impl Node {
             "/",
             Box::new(|| Ok(Box::new(RtNetlink::connect()?) as Box<dyn VfNetlink>)),
         )
+    }
+
+    /// The node's ledger, validating what it reads.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(&self.settings.state_dir).validating(self.root.join(paths::DEVINFO_DIR))
+    }
+
+    /// Reads the node's settings file.
+    pub fn load_settings(&mut self) -> Result<()> {
+        self.settings = NodeSettings::load(&self.root)?;
+        Ok(())
     }
 
     /// Whether this is the machine itself rather than a fake tree.

@@ -11,6 +11,9 @@ use vfio::PciAddress;
 use crate::config::{self, Base, RawConf};
 use crate::env::CniEnv;
 use crate::error::{CniError, Result};
+use crate::log;
+use crate::node::Node;
+use crate::paths;
 
 /// Which device the netconf names, before it is looked up in sysfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +72,29 @@ fn parse_pci(field: &str, s: &str) -> Result<PciAddress> {
         .map_err(|e: vfio::VfioError| CniError::netconf(format!("invalid {field}: {e}")))
 }
 
+/// The pod's MAC: `runtimeConfig.mac`, then CNI_ARGS `MAC=`, then `mac`.
+fn pod_mac(raw: &RawConf, env: &CniEnv) -> Result<Option<MacAddr>> {
+    let rc = raw.runtime_config.as_ref();
+    Ok(
+        if let Some(m) = rc.and_then(|r| r.mac.as_deref()).filter(|s| !s.is_empty()) {
+            Some(parse_mac("runtimeConfig.mac", m)?)
+        } else if let Some(m) = env.arg("MAC") {
+            Some(parse_mac("CNI_ARGS MAC", m)?)
+        } else if let Some(m) = raw.mac.as_deref() {
+            Some(parse_mac("mac", m)?)
+        } else {
+            None
+        },
+    )
+}
+
+/// The netconf fields a pod annotation may override when `podOverrides`
+/// lists them.
+pub const POD_OVERRIDABLE: &[&str] = &["vlan", "max_tx_rate"];
+
 /// Checks an ADD or CHECK configuration in full.
-pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan> {
-    let base = config::base(raw, root)?;
+pub fn plan(raw: &RawConf, env: &CniEnv, node: &Node) -> Result<Plan> {
+    let base = config::base(raw, node, true)?;
     let device_type = match raw.device_type.as_deref() {
         None | Some("vfio-pci") => DeviceType::VfioPci,
         Some("netdevice") => DeviceType::Netdevice,
@@ -107,6 +130,7 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
         }
     }
     let pf_only = raw.pf_only.unwrap_or(false);
+    let rc = raw.runtime_config.clone().unwrap_or_default();
     if device_type == DeviceType::Macvlan {
         let master = raw.master.clone().ok_or_else(|| {
             CniError::netconf(
@@ -123,18 +147,23 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
                 "unsupported macvlan mode {m:?}: dpdk-cni makes bridge mode macvlans"
             )));
         }
-        if pf_only || raw.device_id.is_some() || raw.vlan.is_some() || raw.mac.is_some() {
+        if pf_only || raw.device_id.is_some() || raw.vlan.is_some() {
             return Err(CniError::netconf(
-                "deviceType macvlan takes master, mtu and ipam: pfOnly, deviceID and VF settings do not apply",
+                "deviceType macvlan takes master, mac, mtu and ipam: pfOnly, deviceID and VF settings do not apply",
             ));
         }
+        // The pod's MAC goes on the macvlan itself, as the reference
+        // macvlan plugin does with CNI_ARGS MAC= and runtimeConfig.mac.
         return Ok(Plan {
             base,
             device_type,
             device: DeviceRef::Master(master),
             pf_only: false,
-            vf: VfSettings::default(),
-            device_info_file: devinfo_file(raw)?,
+            vf: VfSettings {
+                mac: pod_mac(raw, env)?,
+                ..VfSettings::default()
+            },
+            device_info_file: devinfo_file(raw, node)?,
             prev_result: raw.prev_result.clone(),
             fallback: false,
             mtu: raw.mtu,
@@ -144,7 +173,6 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
 
     // The device: runtimeConfig.deviceID (device plugin via Multus), then
     // deviceID, then Multus' pciBusID, then master with a VF index.
-    let rc = raw.runtime_config.clone().unwrap_or_default();
     let device = if let Some(d) = rc.device_id.as_deref().filter(|s| !s.is_empty()) {
         DeviceRef::Pci(parse_pci("runtimeConfig.deviceID", d)?)
     } else if let Some(d) = raw.device_id.as_deref() {
@@ -176,17 +204,10 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
         ));
     };
 
-    let mut vf = VfSettings::default();
-    let mac = if let Some(m) = rc.mac.as_deref().filter(|s| !s.is_empty()) {
-        Some(parse_mac("runtimeConfig.mac", m)?)
-    } else if let Some(m) = env.arg("MAC") {
-        Some(parse_mac("CNI_ARGS MAC", m)?)
-    } else if let Some(m) = raw.mac.as_deref() {
-        Some(parse_mac("mac", m)?)
-    } else {
-        None
+    let mut vf = VfSettings {
+        mac: pod_mac(raw, env)?,
+        ..VfSettings::default()
     };
-    vf.mac = mac;
 
     let proto = match raw
         .vlan_proto
@@ -245,8 +266,31 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
             )))
         }
     };
-    // Per-pod overrides from the pod's annotations (an older fork's names).
-    let annotations = rc.pod_annotations.clone().unwrap_or_default();
+    // Per-pod overrides from the pod's annotations (an older fork's names),
+    // only of the fields the netconf opens to them: a pod must not lift
+    // its network's VLAN or rate limit on its own.
+    let open_to_pod = raw.pod_overrides.clone().unwrap_or_default();
+    for f in &open_to_pod {
+        if !POD_OVERRIDABLE.contains(&f.as_str()) {
+            return Err(CniError::netconf(format!(
+                "podOverrides lists {f:?}: a pod may override only {}",
+                POD_OVERRIDABLE.join(" and ")
+            )));
+        }
+    }
+    let mut annotations = rc.pod_annotations.clone().unwrap_or_default();
+    for (field, key) in [
+        ("vlan", "networks-sriov-vlan"),
+        ("max_tx_rate", "networks-sriov-txrate"),
+    ] {
+        if !open_to_pod.iter().any(|f| f == field) {
+            if let Some(v) = annotations.remove(key) {
+                log::info(&format!(
+                    "pod annotation {key}={v:?} ignored: the netconf does not list {field:?} in podOverrides"
+                ));
+            }
+        }
+    }
     let mut max_tx_rate = raw.max_tx_rate;
     if let Some(v) = annotations.get("networks-sriov-vlan") {
         let id: u16 = v
@@ -305,7 +349,7 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
         device,
         pf_only,
         vf,
-        device_info_file: devinfo_file(raw)?,
+        device_info_file: devinfo_file(raw, node)?,
         prev_result: raw.prev_result.clone(),
         fallback,
         mtu: raw.mtu,
@@ -313,16 +357,22 @@ pub fn plan(raw: &RawConf, env: &CniEnv, root: &std::path::Path) -> Result<Plan>
     })
 }
 
-fn devinfo_file(raw: &RawConf) -> Result<Option<PathBuf>> {
-    match raw
+/// `runtimeConfig.CNIDeviceInfoFile`, confined to the device-info
+/// directory.
+fn devinfo_file(raw: &RawConf, node: &Node) -> Result<Option<PathBuf>> {
+    let Some(f) = raw
         .runtime_config
         .as_ref()
         .and_then(|r| r.device_info_file.as_deref())
-    {
-        Some(f) if f.starts_with('/') => Ok(Some(PathBuf::from(f))),
-        Some(f) => Err(CniError::netconf(format!(
-            "runtimeConfig.CNIDeviceInfoFile {f:?} must be an absolute path"
-        ))),
-        None => Ok(None),
-    }
+    else {
+        return Ok(None);
+    };
+    let refused = |why: String| {
+        CniError::netconf(format!(
+            "runtimeConfig.CNIDeviceInfoFile {f:?} is refused: {why}"
+        ))
+    };
+    paths::confine(&node.root, f, &[node.root.join(paths::DEVINFO_DIR)])
+        .map(Some)
+        .map_err(refused)
 }

@@ -4,6 +4,7 @@
 use vfio::{PciAddress, Sysfs};
 
 use crate::error::{code, CniError, Result};
+use crate::guards;
 use crate::node::Node;
 use crate::plan::{DeviceRef, Plan};
 
@@ -39,6 +40,7 @@ pub fn resolve(node: &Node, plan: &Plan) -> Result<Target> {
                         )));
                     }
                     let vf_index = dev.vf_index()?;
+                    guards::network_device(node, *addr)?;
                     Ok(Target {
                         device: *addr,
                         pf: Some(pf),
@@ -46,7 +48,7 @@ pub fn resolve(node: &Node, plan: &Plan) -> Result<Target> {
                         vf_index: Some(vf_index),
                     })
                 }
-                None if plan.pf_only => pf_target(sysfs, *addr),
+                None if plan.pf_only => pf_target(node, plan, *addr),
                 None => Err(CniError::netconf(format!(
                     "{addr} is not a VF (it has no physfn): to hand the whole PF to the pod set \"pfOnly\": true"
                 ))),
@@ -62,7 +64,7 @@ pub fn resolve(node: &Node, plan: &Plan) -> Result<Target> {
                 ))
             })?;
             if plan.pf_only {
-                return pf_target(sysfs, pf);
+                return pf_target(node, plan, pf);
             }
             let pfdev = sysfs.device(pf)?;
             let numvfs = pfdev.sriov_numvfs()?.unwrap_or(0);
@@ -75,6 +77,7 @@ pub fn resolve(node: &Node, plan: &Plan) -> Result<Target> {
             let device = pfdev
                 .virtfn(*vf)?
                 .ok_or_else(|| not_found(format!("{master} ({pf}) has no virtfn{vf} link")))?;
+            guards::network_device(node, device)?;
             Ok(Target {
                 device,
                 pf: Some(pf),
@@ -85,13 +88,9 @@ pub fn resolve(node: &Node, plan: &Plan) -> Result<Target> {
     }
 }
 
-fn pf_target(sysfs: &Sysfs, pf: PciAddress) -> Result<Target> {
-    let numvfs = sysfs.device(pf)?.sriov_numvfs()?.unwrap_or(0);
-    if numvfs > 0 {
-        return Err(CniError::netconf(format!(
-            "pfOnly: {pf} has {numvfs} VFs enabled; a PF with VFs cannot go to a pod (echo 0 > sriov_numvfs first)"
-        )));
-    }
+fn pf_target(node: &Node, plan: &Plan, pf: PciAddress) -> Result<Target> {
+    guards::network_device(node, pf)?;
+    guards::whole_pf(node, plan, pf)?;
     Ok(Target {
         device: pf,
         pf: None,

@@ -105,10 +105,14 @@ fn netconf_errors() {
         (
             json!({"deviceID": "0000:01:00.0", "pfOnly": true}),
             7,
-            "has 4 VFs enabled",
+            "not a PF this node hands over whole",
         ),
         (json!({"pfOnly": true}), 7, "is a VF of"),
-        (json!({"stateDir": "relative/dir"}), 7, "absolute"),
+        (
+            json!({"stateDir": "/var/lib/cni/dpdk-cni"}),
+            7,
+            "the state directory is a node setting",
+        ),
         (json!({"logLevel": "loud"}), 7, "invalid logLevel"),
         (
             json!({"ipam": {"type": "../../bin/sh"}}),

@@ -121,7 +121,7 @@ fn missing_capabilities_are_named() {
         ("-sys_admin", "CAP_SYS_ADMIN"),
     ] {
         let mut c = std::process::Command::new("setpriv");
-        c.args(["--bounding-set", drop, "--inh-caps", drop, common::BIN]);
+        c.args(["--bounding-set", drop, "--inh-caps", drop, &common::bin()]);
         let inner = bed.command("ADD", "pod", "net1", &[]);
         for (k, v) in inner.get_envs() {
             if let Some(v) = v {

@@ -94,11 +94,23 @@ impl Node {
     }
 
     fn run(&self, cmd: &str, container: &str, netns: &str, conf: &Value) -> Outcome {
-        let inner = self
-            .bed
-            .command(cmd, container, "net1", &[("CNI_NETNS", netns)]);
+        self.run_as(cmd, container, "net1", netns, conf, &[])
+    }
+
+    fn run_as(
+        &self,
+        cmd: &str,
+        container: &str,
+        ifname: &str,
+        netns: &str,
+        conf: &Value,
+        env: &[(&str, &str)],
+    ) -> Outcome {
+        let mut env = env.to_vec();
+        env.push(("CNI_NETNS", netns));
+        let inner = self.bed.command(cmd, container, ifname, &env);
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.host.0, common::BIN]);
+        c.args(["netns", "exec", &self.host.0, &common::bin()]);
         for (k, v) in inner.get_envs() {
             if let Some(v) = v {
                 c.env(k, v);
@@ -213,7 +225,7 @@ fn netdevice_moves_the_vf_into_the_pod_and_back() {
         &std::fs::read(
             node.bed
                 .root()
-                .join(dpdk_cni::config::DEFAULT_DEVINFO_DIR)
+                .join(dpdk_cni::paths::DEFAULT_DEVINFO_SUBDIR)
                 .join("sriov-dpdk-pod1-net1-device.json"),
         )
         .unwrap(),
@@ -268,7 +280,7 @@ fn netdevice_killed_at_each_step_then_del_restores() {
             &[("CNI_NETNS", &p.path()), ("DPDK_CNI_FAILPOINT", step)],
         );
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &node.host.0, common::BIN]);
+        c.args(["netns", "exec", &node.host.0, &common::bin()]);
         for (k, v) in inner.get_envs() {
             if let Some(v) = v {
                 c.env(k, v);
@@ -335,6 +347,56 @@ fn macvlan_pods_reach_each_other_and_del_removes_them() {
 }
 
 #[test]
+fn macvlan_takes_the_runtimes_mac_and_two_networks_both_route_by_default() {
+    if !root() {
+        return;
+    }
+    let node = Node::new("mm");
+    node.host.sh(
+        "ip link add up1 type veth peer name up1-peer && ip link set up1-peer up && ip link set up1 up && \
+         ip link add up2 type veth peer name up2-peer && ip link set up2-peer up && ip link set up2 up",
+    );
+    let p = Ns::new("mmp");
+    let conf = |name: &str, master: &str, subnet: &str, gw: &str| {
+        let mut c = node.conf(
+            0,
+            json!({"deviceType": "macvlan", "master": master, "name": name}),
+        );
+        c.as_object_mut().unwrap().remove("deviceID");
+        c["ipam"]["ranges"] = json!([[{"subnet": subnet, "gateway": gw}]]);
+        c["ipam"]["dataDir"] = json!(node.bed.tmp.path().join(format!("ipam-{name}")));
+        c
+    };
+    let a = conf("net-a", "up1", "10.98.1.0/24", "10.98.1.1");
+    let b = conf("net-b", "up2", "10.98.2.0/24", "10.98.2.1");
+    // podman --mac-address: CNI_ARGS MAC=.
+    let out = node.run_as(
+        "ADD",
+        "c",
+        "net1",
+        &p.path(),
+        &a,
+        &[("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:aa:01")],
+    );
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(
+        out.json.unwrap()["interfaces"][0]["mac"],
+        "02:00:00:00:aa:01"
+    );
+    assert!(p.sh("ip -o link show net1").contains("02:00:00:00:aa:01"));
+    // A second network whose IPAM also gives a default route.
+    let out = node.run_as("ADD", "c", "net2", &p.path(), &b, &[]);
+    assert!(out.ok(), "{out:?}");
+    let routes = p.sh("ip -4 route show default");
+    assert!(
+        routes.contains("net1") && routes.contains("net2"),
+        "{routes}"
+    );
+    assert!(node.run_as("DEL", "c", "net2", &p.path(), &b, &[]).ok());
+    assert!(node.run_as("DEL", "c", "net1", &p.path(), &a, &[]).ok());
+}
+
+#[test]
 fn pf_only_guards_and_the_whole_pf_as_a_netdev() {
     if !root() {
         return;
@@ -360,6 +422,20 @@ fn pf_only_guards_and_the_whole_pf_as_a_netdev() {
         }
         c
     };
+    let before = node.bed.state();
+
+    // Not a PF the node hands over: refused whatever the netconf says.
+    let out = node.run(
+        "ADD",
+        "x",
+        &p.path(),
+        &conf(json!({"allowedDevices": ["ens9"]})),
+    );
+    assert_eq!(out.err_code(), 7);
+    assert!(out.msg().contains("handoverPfs"), "{}", out.msg());
+    common::assert_same(&before, &node.bed.state());
+    node.bed
+        .settings(json!({"handoverPfs": ["0000:05:00.0", "ens1f0"]}));
     let before = node.bed.state();
 
     // The PF with VFs enabled.
@@ -428,7 +504,7 @@ fn vfio_falls_back_to_netdevice_only_when_asked() {
         &std::fs::read(
             node.bed
                 .root()
-                .join(dpdk_cni::config::DEFAULT_DEVINFO_DIR)
+                .join(dpdk_cni::paths::DEFAULT_DEVINFO_SUBDIR)
                 .join("sriov-dpdk-pod-net1-device.json"),
         )
         .unwrap(),

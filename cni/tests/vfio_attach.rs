@@ -73,8 +73,13 @@ fn add_binds_vfio_sets_vf_and_reports_everything_then_del_restores_exactly() {
 #[test]
 fn device_info_goes_where_the_runtime_says() {
     let bed = Bed::new(2);
-    let path = bed.tmp.path().join("devinfo/net1.json");
-    let conf = bed.conf(0, json!({"runtimeConfig": {"CNIDeviceInfoFile": path}}));
+    let path = bed
+        .root()
+        .join("var/run/k8s.cni.cncf.io/devinfo/pod/net1.json");
+    let conf = bed.conf(
+        0,
+        json!({"runtimeConfig": {"CNIDeviceInfoFile": "/var/run/k8s.cni.cncf.io/devinfo/pod/net1.json"}}),
+    );
     assert!(bed.run("ADD", "c1", &conf).ok());
     let di: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(di["pci"]["pci-address"], bed.vf(0));
@@ -248,13 +253,9 @@ fn status_reports_what_is_missing() {
     assert!(out.msg().contains("IOMMU"), "{}", out.msg());
 
     let bed = Bed::new(1);
-    let file = bed.tmp.path().join("a-file");
-    std::fs::write(&file, "").unwrap();
-    let out = bed.run(
-        "STATUS",
-        "",
-        &bed.conf(0, json!({"stateDir": file.join("state")})),
-    );
+    std::fs::write(bed.root().join("a-file"), "").unwrap();
+    bed.settings(json!({"stateDir": "/a-file/state"}));
+    let out = bed.run("STATUS", "", &bed.conf(0, json!({})));
     assert_eq!(out.err_code(), 50);
     assert!(out.msg().contains("state directory"), "{}", out.msg());
 
@@ -324,7 +325,8 @@ fn gc_leaves_other_networks_alone() {
 fn pod_annotations_override_vlan_and_tx_rate() {
     let bed = Bed::new(2);
     let ann = |vlan: &str, rate: &str| {
-        json!({"vlan": 100, "max_tx_rate": 1000, "runtimeConfig": {"io.kubernetes.cri.pod-annotations": {
+        json!({"vlan": 100, "max_tx_rate": 1000, "podOverrides": ["vlan", "max_tx_rate"],
+            "runtimeConfig": {"io.kubernetes.cri.pod-annotations": {
             "networks-sriov-vlan": vlan, "networks-sriov-txrate": rate, "other": "x"}}})
     };
     let conf = bed.conf(0, ann("200", "500"));
@@ -349,8 +351,11 @@ fn pod_annotations_override_vlan_and_tx_rate() {
 #[test]
 fn log_file_gets_the_commands_at_the_level_asked() {
     let bed = Bed::new(1);
-    let log = bed.tmp.path().join("dpdk-cni.log");
-    let conf = bed.conf(0, json!({"logFile": log, "logLevel": "debug"}));
+    let log = bed.root().join("var/log/dpdk-cni.log");
+    let conf = bed.conf(
+        0,
+        json!({"logFile": "/var/log/dpdk-cni.log", "logLevel": "debug"}),
+    );
     assert!(bed.run("ADD", "c", &conf).ok());
     assert!(bed.run("DEL", "c", &conf).ok());
     assert!(bed.run("DEL", "c", &conf).ok());
@@ -365,8 +370,8 @@ fn log_file_gets_the_commands_at_the_level_asked() {
         "{text}"
     );
 
-    let quiet = bed.tmp.path().join("quiet.log");
-    let conf = bed.conf(0, json!({"logFile": quiet, "logLevel": "error"}));
+    let quiet = bed.root().join("tmp/quiet.log");
+    let conf = bed.conf(0, json!({"logFile": "/tmp/quiet.log", "logLevel": "error"}));
     assert!(bed.run("ADD", "c", &conf).ok());
     let out = bed.run("ADD", "d", &conf);
     assert_eq!(out.err_code(), 101);

@@ -21,6 +21,16 @@ pub enum LedgerError {
         #[source]
         source: serde_json::Error,
     },
+    /// The node's settings file cannot be used.
+    #[error("the node settings {} are refused: {msg}", path.display())]
+    Settings { path: PathBuf, msg: String },
+    /// A record failed to parse or to validate and was moved aside.
+    #[error("the record {} is unusable ({reason}); moved to {}", path.display(), moved_to.display())]
+    Quarantined {
+        path: PathBuf,
+        moved_to: PathBuf,
+        reason: String,
+    },
     /// Another command held the device's lock for longer than the wait.
     #[error("device {device} is locked by another dpdk-cni command; try again")]
     Locked { device: String },

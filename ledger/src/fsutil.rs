@@ -17,16 +17,22 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()> {
         )
     })?;
     fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let mut f = File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
-    f.write_all(data).map_err(|e| io("write", &tmp, e))?;
+    // A new file of a random name (O_EXCL, so never through a symlink or
+    // into another's file), renamed over the target: rename replaces a
+    // symlink there rather than following it.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| io("create a temporary file in", dir, e))?;
+    tmp.write_all(data)
+        .map_err(|e| io("write", tmp.path().to_path_buf(), e))?;
     if durable {
-        f.sync_all().map_err(|e| io("fsync", &tmp, e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| io("fsync", tmp.path().to_path_buf(), e))?;
     }
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| io("rename into place", path, e))?;
+    tmp.persist(path)
+        .map_err(|e| io("rename into place", path, e.error))?;
     if durable {
         File::open(dir)
             .and_then(|d| d.sync_all())

@@ -21,6 +21,7 @@
 mod error;
 mod fsutil;
 mod records;
+pub mod settings;
 
 use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
@@ -32,7 +33,11 @@ use vfio::PciAddress;
 
 pub use error::{LedgerError, Result};
 pub use fsutil::write_atomic;
-pub use records::{Attachment, Claim, DeviceId, DeviceType, OriginalLink, Phase, Prebound};
+pub use records::{
+    valid_ifname, Attachment, Claim, DeviceId, DeviceType, OriginalLink, Phase, Prebound,
+    RECORD_VERSION,
+};
+pub use settings::NodeSettings;
 
 use error::io;
 use fsutil::{read_json, remove_if_exists};
@@ -41,6 +46,8 @@ use fsutil::{read_json, remove_if_exists};
 #[derive(Debug, Clone)]
 pub struct Ledger {
     dir: PathBuf,
+    /// Where a record's device-info file may be (validation of records).
+    devinfo_dir: Option<PathBuf>,
 }
 
 /// An exclusive flock on one device, released on drop.
@@ -55,7 +62,17 @@ fn encode(what: &'static str, path: &Path, v: &impl serde::Serialize) -> Result<
 
 impl Ledger {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Ledger { dir: dir.into() }
+        Ledger {
+            dir: dir.into(),
+            devinfo_dir: None,
+        }
+    }
+
+    /// Validates every record read against the node's device-info
+    /// directory, and quarantines the ones that fail.
+    pub fn validating(mut self, devinfo_dir: impl Into<PathBuf>) -> Self {
+        self.devinfo_dir = Some(devinfo_dir.into());
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -113,17 +130,63 @@ impl Ledger {
         }
     }
 
-    /// The record of an attachment, if there is one.
+    /// The record of an attachment, if there is one. A record that does
+    /// not parse, or (with [`Ledger::validating`]) does not validate or
+    /// names another attachment than its file, is moved to
+    /// `quarantine/` and reported as [`LedgerError::Quarantined`].
     pub fn load(
         &self,
         network: &str,
         container_id: &str,
         ifname: &str,
     ) -> Result<Option<Attachment>> {
-        read_json(
-            &self.attachment_path(network, container_id, ifname),
-            "the attachment record",
-        )
+        self.load_file(&self.attachment_path(network, container_id, ifname))
+    }
+
+    /// A record by its path; it must name the attachment its path does.
+    fn load_file(&self, path: &Path) -> Result<Option<Attachment>> {
+        let check = |a: &Attachment| {
+            if self.attachment_path(&a.network, &a.container_id, &a.ifname) != path {
+                return Err("it names another attachment than its file".to_string());
+            }
+            match &self.devinfo_dir {
+                Some(d) => a.validate(d),
+                None => Ok(()),
+            }
+        };
+        let path = path.to_path_buf();
+        match read_json::<Attachment>(&path, "the attachment record") {
+            Ok(Some(a)) => match check(&a) {
+                Ok(()) => Ok(Some(a)),
+                Err(reason) => Err(self.quarantine(&path, reason)?),
+            },
+            Ok(None) => Ok(None),
+            Err(LedgerError::Corrupt { source, .. }) => {
+                Err(self.quarantine(&path, source.to_string())?)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves a bad record aside, into `quarantine/`, and says so.
+    fn quarantine(&self, path: &Path, reason: String) -> Result<LedgerError> {
+        let rel = path.strip_prefix(&self.dir).unwrap_or(path);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let moved_to = self.dir.join("quarantine").join(format!(
+            "{}.{stamp}",
+            rel.display().to_string().replace('/', "_")
+        ));
+        let qdir = self.dir.join("quarantine");
+        fs::create_dir_all(&qdir).map_err(|e| io("create", &qdir, e))?;
+        fs::rename(path, &moved_to).map_err(|e| io("move aside", path, e))?;
+        Ok(LedgerError::Quarantined {
+            path: path.to_path_buf(),
+            moved_to,
+            reason,
+        })
     }
 
     /// Records an attachment; `durable` before the first change to the node.
@@ -144,28 +207,54 @@ impl Ledger {
 
     pub fn set_claim(&self, device: PciAddress, c: &Claim) -> Result<()> {
         let path = self.claim_path(device);
-        write_atomic(&path, &encode("encode", &path, c)?, false)
+        write_atomic(&path, &encode("encode", &path, c)?, true)
     }
 
-    /// Releases `device` if `c` holds it.
+    /// Releases `device` if `c` holds it. A claim that cannot be read is
+    /// moved aside: whoever held it, the caller is releasing the device.
     pub fn release_claim(&self, device: PciAddress, c: &Claim) -> Result<()> {
-        if self.claim(device)?.as_ref() == Some(c) {
-            remove_if_exists(&self.claim_path(device))?;
+        match self.claim(device) {
+            Ok(Some(holder)) if holder == *c => remove_if_exists(&self.claim_path(device)),
+            Ok(_) => Ok(()),
+            Err(LedgerError::Corrupt { source, .. }) => {
+                self.quarantine(&self.claim_path(device), source.to_string())?;
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 
-    /// Every attachment recorded for `network`.
-    pub fn list(&self, network: &str) -> Result<Vec<Attachment>> {
-        let dir = self.dir.join(network);
+    /// The devices `c` holds, skipping claims that cannot be read.
+    pub fn claimed_by(&self, c: &Claim) -> Result<Vec<PciAddress>> {
         let mut out = Vec::new();
-        for p in json_files(&dir)? {
-            if let Some(a) = read_json::<Attachment>(&p, "the attachment record")? {
-                out.push(a);
+        for p in json_files(&self.dir.join("devices"))? {
+            let Some(dev) = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<PciAddress>().ok())
+            else {
+                continue;
+            };
+            if let Ok(Some(holder)) = self.claim(dev) {
+                if holder == *c {
+                    out.push(dev);
+                }
             }
         }
-        out.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
+        out.sort();
         Ok(out)
+    }
+
+    /// Every record of `network`, each read as [`Ledger::load`] reads one:
+    /// a bad record is quarantined and reported in place, and does not stop
+    /// the others.
+    pub fn list(&self, network: &str) -> Result<Vec<Result<Attachment>>> {
+        let mut paths = json_files(&self.dir.join(network))?;
+        paths.sort();
+        Ok(paths
+            .iter()
+            .filter_map(|p| self.load_file(p).transpose())
+            .collect())
     }
 
     /// What `device` was bound to before the node daemon bound it early.

@@ -126,10 +126,16 @@ mod iommu_mode {
     }
 }
 
+/// The version of the record format this build writes. Records without a
+/// version were written before it was kept and read the same way.
+pub const RECORD_VERSION: u32 = 1;
+
 /// Everything needed to undo one attachment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
+    #[serde(default)]
+    pub version: u32,
     pub network: String,
     #[serde(rename = "containerID")]
     pub container_id: String,
@@ -154,6 +160,10 @@ pub struct Attachment {
     pub original_vf: Option<VfState>,
     pub vf_settings: VfSettings,
     pub device_info_file: Option<PathBuf>,
+    /// ADD wrote (or was about to write) the device-info file; only then
+    /// does undoing it remove the file.
+    #[serde(default)]
+    pub device_info_written: bool,
     pub ipam: Option<Value>,
     pub result: Option<Value>,
     /// Kernel modes: the netdev as it was in the host namespace.
@@ -176,7 +186,90 @@ pub struct Attachment {
     pub admin_mac_driver_chosen: bool,
 }
 
+/// A kernel driver name as sysfs shows it.
+fn valid_driver(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
+}
+
+/// A Linux interface name: 1 to 15 bytes, no `/`, `:`, white space or NUL.
+pub fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && !s
+            .bytes()
+            .any(|c| c == b'/' || c == b':' || c.is_ascii_whitespace() || c == 0)
+}
+
+/// A path with no `..` (and absolute) that starts with `dir`.
+fn inside(p: &std::path::Path, dir: &std::path::Path) -> bool {
+    p.is_absolute()
+        && p.starts_with(dir)
+        && !p
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
 impl Attachment {
+    /// Checks every field a teardown acts on: a record is input too (the
+    /// state directory is root's, but a record may be truncated, edited or
+    /// from another version). `devinfo_dir` is where device-info files may
+    /// be. `Err` names the first field that fails.
+    pub fn validate(&self, devinfo_dir: &std::path::Path) -> Result<(), String> {
+        if self.version > RECORD_VERSION {
+            return Err(format!(
+                "version {} is newer than this plugin's {RECORD_VERSION}",
+                self.version
+            ));
+        }
+        if !valid_ifname(&self.ifname) {
+            return Err(format!("ifname {:?}", self.ifname));
+        }
+        for d in [&self.original_driver, &self.original_override]
+            .into_iter()
+            .flatten()
+        {
+            if !valid_driver(d) {
+                return Err(format!("driver {d:?}"));
+            }
+        }
+        let names = self
+            .pf_ifname
+            .iter()
+            .chain(&self.original_netdevs)
+            .chain(&self.macvlan_name)
+            .chain(self.original_link.as_ref().map(|l| &l.name));
+        for n in names {
+            if !valid_ifname(n) {
+                return Err(format!("interface name {n:?}"));
+            }
+        }
+        match (&self.device_type, &self.device) {
+            (DeviceType::Macvlan, DeviceId::Netdev(n)) if valid_ifname(n) => {}
+            (DeviceType::Macvlan, d) => return Err(format!("macvlan master {d}")),
+            (_, DeviceId::Pci(_)) => {}
+            (t, d) => return Err(format!("device {d} of a {t} attachment")),
+        }
+        if self.vf_index.is_some() != self.pf.is_some() {
+            return Err("a VF index without its PF, or a PF without the VF index".into());
+        }
+        if let Some(p) = &self.device_info_file {
+            if !inside(p, devinfo_dir) {
+                return Err(format!("device-info file {}", p.display()));
+            }
+        }
+        if let Some(p) = &self.vfio_device {
+            if !inside(p, std::path::Path::new("/dev/vfio")) {
+                return Err(format!("vfio device {}", p.display()));
+            }
+        }
+        Ok(())
+    }
+
     /// The claim this attachment makes on its device.
     pub fn claim(&self) -> Claim {
         Claim {

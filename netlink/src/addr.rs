@@ -2,9 +2,13 @@
 
 use std::net::IpAddr;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
+};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::RouteMessageBuilder;
 
 use crate::error::{NetlinkError, Result};
@@ -72,10 +76,22 @@ impl RtNetlink {
         if let Some(g) = gw {
             b = b.gateway(g).map_err(|e| failed(what(), e))?;
         }
-        let msg = b.build();
-        let handle = self.handle().clone();
-        self.block_on(async move { handle.route().add(msg).execute().await })
-            .map_err(|e| failed(what(), e))
+        // NLM_F_CREATE|NLM_F_APPEND and no NLM_F_EXCL, as the reference
+        // plugins add routes: a second network may carry a default route
+        // too, instead of failing with EEXIST.
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewRoute(b.build()));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+        let mut handle = self.handle().clone();
+        self.block_on(async move {
+            let mut response = handle.request(req)?;
+            while let Some(m) = response.next().await {
+                if let NetlinkPayload::Error(e) = m.payload {
+                    return Err(rtnetlink::Error::NetlinkError(e));
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| failed(what(), e))
     }
 
     /// The interfaces that carry a default route in the main table (IPv4 and IPv6).

@@ -139,6 +139,22 @@ impl Sysfs {
         Ok(names)
     }
 
+    /// Hands a device back to whatever driver the kernel matches for it:
+    /// `driver_override` cleared, `unbind`, `drivers_probe`, then waits for
+    /// a driver other than the one it left.
+    pub fn reprobe(&self, addr: PciAddress, opts: BindOptions) -> Result<()> {
+        let dev = self.device(addr)?;
+        let old = dev.driver()?;
+        self.set_driver_override(addr, None)?;
+        self.unbind(addr)?;
+        self.drivers_probe(addr)?;
+        wait_until(
+            || format!("{addr} to bind to its own driver (the kernel log may say why it did not)"),
+            opts.timeout,
+            || Ok(dev.driver()?.is_some_and(|d| Some(&d) != old.as_ref())),
+        )
+    }
+
     /// Gives a device back to `driver` (or leaves it unbound for `None`) and
     /// restores `driver_override` to `override_`.
     pub fn restore_driver(

@@ -229,6 +229,28 @@ impl FakeNode {
         })
     }
 
+    /// Moves `address` into IOMMU group `group` (made if new), as devices
+    /// behind a bridge without ACS share one.
+    pub fn join_group(&self, address: PciAddress, group: u32) -> Result<()> {
+        let sysfs = Sysfs::new(&self.root);
+        let dir = sysfs.pci_devices_dir().join(address.to_string());
+        if let Ok(old) = fs::read_link(dir.join("iommu_group")) {
+            let _ = fs::remove_file(old.join("devices").join(address.to_string()));
+        }
+        let gdir = sysfs.iommu_groups_dir().join(group.to_string());
+        fs::create_dir_all(gdir.join("devices")).map_err(io(&gdir))?;
+        link(&dir, &gdir.join("devices").join(address.to_string()))?;
+        link(&gdir, &dir.join("iommu_group"))
+    }
+
+    /// Gives `address` another PCI class, e.g. 0x010802 (NVMe) or 0x030000 (VGA).
+    pub fn set_class(&self, address: PciAddress, class: u32) -> Result<()> {
+        let dir = Sysfs::new(&self.root)
+            .pci_devices_dir()
+            .join(address.to_string());
+        put(&dir.join("class"), &format!("0x{class:06x}\n"))
+    }
+
     /// Makes `drivers_probe` leave the device unbound when it tries `driver`,
     /// as when a driver's probe fails.
     pub fn refuse_bind(&self, address: PciAddress, driver: &str) -> Result<()> {
@@ -331,6 +353,7 @@ fn noiommu_group(sysfs: &Sysfs, addr: PciAddress) -> Result<()> {
     let dir = device_dir(sysfs, addr);
     link(&dir, &gdir.join("devices").join(addr.to_string()))?;
     link(&gdir, &dir.join("iommu_group"))?;
+    put(&gdir.join("name"), "vfio-noiommu\n")?;
     put(&sysfs.dev_vfio_dir().join(format!("noiommu-{next}")), "")
 }
 

@@ -128,7 +128,24 @@ impl Sysfs {
                 }
             }
         }
-        Ok((Some(group), IommuMode::Iommu))
+        let mode = if self.group_is_noiommu(group) {
+            IommuMode::NoIommu
+        } else {
+            IommuMode::Iommu
+        };
+        Ok((Some(group), mode))
+    }
+
+    /// Whether `group` is one vfio made in no-IOMMU mode (its group is named
+    /// `vfio-noiommu` and its node is `/dev/vfio/noiommu-<group>`): a device
+    /// bound early in that mode has a group, but no IOMMU behind it.
+    pub fn group_is_noiommu(&self, group: u32) -> bool {
+        let name = self.iommu_groups_dir().join(group.to_string()).join("name");
+        matches!(read_trimmed(&name).as_deref(), Ok("vfio-noiommu"))
+            || self
+                .dev_vfio_dir()
+                .join(format!("noiommu-{group}"))
+                .exists()
     }
 }
 

@@ -1,14 +1,14 @@
-//! CNI ADD: check the netconf, let the mode look at the node, write the
-//! record durably, then make the changes; undo them all on a failure.
+//! CNI ADD: check the netconf, let the mode look at the node, claim the
+//! device and write the record durably, then make the changes; undo them
+//! all on a failure.
 
-use ledger::Ledger;
 use serde_json::Value;
 
 use crate::config::RawConf;
 use crate::devinfo;
 use crate::driver::{AddCtx, DelCtx, Prepared};
 use crate::env::CniEnv;
-use crate::error::Result;
+use crate::error::{CniError, Result};
 use crate::log;
 use crate::mode;
 use crate::node::Node;
@@ -16,8 +16,14 @@ use crate::plan;
 use crate::release::release;
 
 pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result<Value> {
-    let plan = plan::plan(raw, env, &node.root)?;
-    let ledger = Ledger::new(&plan.base.state_dir);
+    let plan = plan::plan(raw, env, node)?;
+    if let Some(p) = plan.device_info_file.as_ref().filter(|p| p.exists()) {
+        return Err(CniError::netconf(format!(
+            "runtimeConfig.CNIDeviceInfoFile {} exists already: the plugin writes (and DEL removes) only a file of its own",
+            node.node_path(p).display()
+        )));
+    }
+    let ledger = node.ledger();
     let mut ctx = AddCtx {
         node,
         env,
@@ -28,16 +34,24 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     };
     // The netconf's mode looks; the record says which mode serves (the
     // vfio-pci mode may have fallen back to netdevice).
-    let Prepared { mut att, lock } = mode::driver(plan.device_type).prepare(&mut ctx)?;
+    let Prepared { mut att, locks } = mode::driver(plan.device_type).prepare(&mut ctx)?;
     att.device_info_file = Some(
         plan.device_info_file
             .clone()
             .unwrap_or_else(|| devinfo::default_path(&ctx.node.root, &att)),
     );
-    // The one durable write: from here on DEL or GC can undo whatever happens.
-    ledger.save(&att, true)?;
+    // Checked above not to exist: the file is ADD's own, which DEL removes.
+    att.device_info_written = true;
+    // The claim first, then the record, both durable: from here on DEL or
+    // GC can undo whatever happens, and no other ADD can take the device.
     if let Some(dev) = att.device.pci() {
         ledger.set_claim(dev, &att.claim())?;
+    }
+    if let Err(e) = ledger.save(&att, true) {
+        if let Some(dev) = att.device.pci() {
+            let _ = ledger.release_claim(dev, &att.claim());
+        }
+        return Err(e.into());
     }
     log::info(&format!(
         "ADD {} {}: {} as {} (driver {:?}, group {:?}, NUMA {:?})",
@@ -66,11 +80,15 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
                 ledger: &ledger,
             };
             match release(&mut del, &att, ipam_held) {
-                Ok(()) => Err(e),
+                Ok(left) if left.is_empty() => Err(e),
+                Ok(left) => Err(e.with_details(format!(
+                    "rollback could not restore everything: {}",
+                    left.join("; ")
+                ))),
                 Err(te) => Err(e.with_details(format!("rollback also failed: {}", te.msg))),
             }
         }
     };
-    drop(lock);
+    drop(locks);
     out
 }

@@ -1,7 +1,7 @@
 //! CNI CHECK: the attachment is still what ADD made: the mode's own check,
 //! the VF settings, and IPAM's CHECK.
 
-use ledger::{Ledger, Phase};
+use ledger::Phase;
 use serde_json::Value;
 
 use crate::config::RawConf;
@@ -13,8 +13,8 @@ use crate::node::Node;
 use crate::plan;
 
 pub fn check(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result<()> {
-    let plan = plan::plan(raw, env, &node.root)?;
-    let ledger = Ledger::new(&plan.base.state_dir);
+    let plan = plan::plan(raw, env, node)?;
+    let ledger = node.ledger();
     let att = ledger
         .load(&plan.base.name, &env.container_id, &env.ifname)?
         .ok_or_else(|| {

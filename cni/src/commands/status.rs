@@ -7,7 +7,7 @@ use crate::error::{code, CniError, Result};
 use crate::node::Node;
 
 pub fn status(node: &Node, raw: &RawConf) -> Result<()> {
-    let base = config::base(raw, &node.root)?;
+    let base = config::base(raw, node, true)?;
     let mut problems = Vec::new();
     if !node.sysfs.vfio_pci_loaded() {
         problems.push("the vfio-pci driver is not loaded (modprobe vfio-pci)".to_string());

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ledger::{Attachment, Claim, DeviceId, DeviceType, Phase};
+use ledger::{Attachment, Claim, DeviceId, DeviceType, Phase, RECORD_VERSION};
 use netlink::netns::in_netns;
 use serde_json::Value;
 
@@ -52,6 +52,7 @@ impl DeviceMode for Macvlan {
             },
         )?;
         let att = Attachment {
+            version: RECORD_VERSION,
             network: plan.base.name.clone(),
             container_id: env.container_id.clone(),
             ifname: env.ifname.clone(),
@@ -71,8 +72,10 @@ impl DeviceMode for Macvlan {
             original_override: None,
             original_netdevs: Vec::new(),
             original_vf: None,
-            vf_settings: Default::default(),
+            // The pod's MAC, which goes on the macvlan, not through a PF.
+            vf_settings: plan.vf.clone(),
             device_info_file: None,
+            device_info_written: false,
             ipam: plan.base.ipam.clone(),
             result: None,
             original_link: None,
@@ -81,7 +84,10 @@ impl DeviceMode for Macvlan {
             admin_mac_pinned: false,
             admin_mac_driver_chosen: false,
         };
-        Ok(Prepared { att, lock: None })
+        Ok(Prepared {
+            att,
+            locks: Vec::new(),
+        })
     }
 
     fn setup(&self, ctx: &mut AddCtx<'_>, att: &mut Attachment) -> Result<Value> {
@@ -108,7 +114,7 @@ impl DeviceMode for Macvlan {
         let cfg = PodIface {
             from: tmp.clone(),
             to: att.ifname.clone(),
-            mac: None,
+            mac: ctx.plan.vf.mac,
             mtu: ctx.plan.mtu,
             ips,
             routes,

@@ -3,8 +3,6 @@
 //! sriov-cni does, with the VF admin settings applied through the PF. Also
 //! what the vfio-pci mode falls back to (`"fallback": "netdevice"`).
 
-use std::net::IpAddr;
-
 use ledger::{Attachment, DeviceType};
 use netlink::Link;
 use serde_json::Value;
@@ -17,7 +15,6 @@ use crate::hostlink;
 use crate::macpin;
 use crate::mode::pci::{self, Handover};
 use crate::node::{host_netlink, Node};
-use crate::plan::Plan;
 use crate::podnet::{self, PodIface};
 use crate::resolve::{resolve, Target};
 
@@ -33,7 +30,7 @@ pub fn prepare_target(
 ) -> Result<Prepared> {
     pci::precheck(ctx, target)?;
     // The kernel path looks at the netdev before anything changes.
-    let link = check_netdevice(ctx.node, ctx.plan, target.device, target.pf.is_none())?;
+    let link = host_link(ctx.node, target.device)?;
     pci::record(
         ctx,
         target,
@@ -124,9 +121,8 @@ impl DeviceMode for Netdevice {
     }
 }
 
-/// Finds the device's netdev in the host namespace and, for a whole PF,
-/// checks the pfOnly guards. Changes nothing.
-fn check_netdevice(node: &Node, plan: &Plan, dev: PciAddress, is_pf: bool) -> Result<Link> {
+/// Finds the device's netdev in the host namespace. Changes nothing.
+fn host_link(node: &Node, dev: PciAddress) -> Result<Link> {
     let d = node.sysfs.device(dev)?;
     let Some(name) = d.net_names()?.into_iter().next() else {
         return Err(CniError::new(
@@ -137,41 +133,10 @@ fn check_netdevice(node: &Node, plan: &Plan, dev: PciAddress, is_pf: bool) -> Re
             ),
         ));
     };
-    let nl = host_netlink()?;
-    let link = nl.link_by_name(&name)?.ok_or_else(|| {
+    host_netlink()?.link_by_name(&name)?.ok_or_else(|| {
         CniError::new(
             code::DEVICE_NOT_FOUND,
             format!("{name}, the interface of {dev}, is not in the plugin's network namespace"),
         )
-    })?;
-    if is_pf {
-        if let Some(allowed) = &plan.allowed_devices {
-            if !allowed.iter().any(|a| *a == dev.to_string() || *a == name) {
-                return Err(CniError::netconf(format!(
-                    "pfOnly: {dev} ({name}) is not in allowedDevices {allowed:?}"
-                )));
-            }
-        }
-        if nl.default_route_links()?.contains(&link.index) {
-            return Err(CniError::netconf(format!(
-                "pfOnly: {name} ({dev}) carries the node's default route; moving it would cut the node off"
-            )));
-        }
-        let used: Vec<String> = nl
-            .addresses(&link)?
-            .into_iter()
-            // An IPv6 link-local address is the kernel's, not the host's configuration.
-            .filter(
-                |(ip, _)| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80),
-            )
-            .map(|(ip, p)| format!("{ip}/{p}"))
-            .collect();
-        if !used.is_empty() {
-            return Err(CniError::netconf(format!(
-                "pfOnly: {name} ({dev}) has addresses the host uses ({}): remove them first",
-                used.join(", ")
-            )));
-        }
-    }
-    Ok(link)
+    })
 }

@@ -2,11 +2,15 @@
 //! change, the device lock and claim, the record of the original state,
 //! and the VF admin settings through the PF.
 
-use ledger::{Attachment, Claim, DeviceType, Ledger, OriginalLink, Phase};
+use ledger::{
+    Attachment, Claim, DeviceType, Ledger, LedgerError, OriginalLink, Phase, RECORD_VERSION,
+};
 use vfio::{IommuMode, VFIO_PCI};
 
+use crate::allocation;
 use crate::driver::{AddCtx, DelCtx, Prepared, LOCK_WAIT};
 use crate::error::{code, CniError, Result};
+use crate::log;
 use crate::node::Node;
 use crate::plan::Plan;
 use crate::resolve::Target;
@@ -27,11 +31,18 @@ pub fn precheck(ctx: &AddCtx<'_>, target: &Target) -> Result<()> {
 }
 
 /// A container has at most one attachment per network and interface name.
+/// A record that was unusable is moved aside by the read and does not
+/// count: the device claims still say what is held.
 pub fn refuse_second_attachment(ledger: &Ledger, me: &Claim) -> Result<()> {
-    if ledger
-        .load(&me.network, &me.container_id, &me.ifname)?
-        .is_some()
-    {
+    let found = match ledger.load(&me.network, &me.container_id, &me.ifname) {
+        Ok(found) => found.is_some(),
+        Err(e @ LedgerError::Quarantined { .. }) => {
+            log::warn(&e.to_string());
+            false
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if found {
         return Err(CniError::new(
             code::DEVICE_BUSY,
             format!(
@@ -58,7 +69,13 @@ pub struct Handover {
 pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Prepared> {
     let dev = target.device;
     let ledger = ctx.ledger;
-    let lock = ledger.lock_device(&dev, LOCK_WAIT)?;
+    let sysfs = ctx.node.sysfs.clone();
+    let group = sysfs.device(dev)?.iommu_group()?;
+    let mut locks = Vec::new();
+    if let Some(g) = group {
+        locks.push(ledger.lock_device(&format!("group-{g}"), LOCK_WAIT)?);
+    }
+    locks.push(ledger.lock_device(&dev, LOCK_WAIT)?);
     let me = Claim {
         network: ctx.plan.base.name.clone(),
         container_id: ctx.env.container_id.clone(),
@@ -79,8 +96,11 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         return Err(CniError::new(code::DEVICE_BUSY, msg));
     }
     refuse_second_attachment(ledger, &me)?;
+    allocation::check(ctx.node, ctx.env, dev)?;
+    if let (DeviceType::VfioPci, Some(g)) = (how.kind, group) {
+        group_is_free(&sysfs, ledger, dev, g, &me)?;
+    }
 
-    let sysfs = ctx.node.sysfs.clone();
     let d = sysfs.device(dev)?;
     // A device the node daemon bound early (no-IOMMU Allocate) goes back to
     // the driver it had before that, not to vfio-pci.
@@ -95,6 +115,7 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         _ => None,
     };
     let att = Attachment {
+        version: RECORD_VERSION,
         network: me.network,
         container_id: me.container_id,
         ifname: me.ifname,
@@ -116,6 +137,7 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         original_vf,
         vf_settings: ctx.plan.vf.clone(),
         device_info_file: None,
+        device_info_written: false,
         ipam: ctx.plan.base.ipam.clone(),
         result: None,
         original_link: how.original_link,
@@ -124,10 +146,41 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         admin_mac_pinned: false,
         admin_mac_driver_chosen: false,
     };
-    Ok(Prepared {
-        att,
-        lock: Some(lock),
-    })
+    Ok(Prepared { att, locks })
+}
+
+/// A device handed to user space shares its IOMMU group, and so its
+/// `/dev/vfio/<group>`, with every other member: none of them may belong
+/// to another pod, whether another attachment holds it or something else
+/// put it on vfio-pci.
+fn group_is_free(
+    sysfs: &vfio::Sysfs,
+    ledger: &Ledger,
+    dev: vfio::PciAddress,
+    group: u32,
+    me: &Claim,
+) -> Result<()> {
+    let refuse = |m: String| CniError::new(code::VFIO_UNAVAILABLE, m);
+    for peer in sysfs.group_peers(dev)? {
+        let holder = ledger.claim(peer.address)?;
+        match holder {
+            Some(h) if h.container_id == me.container_id => {}
+            Some(h) => {
+                return Err(refuse(format!(
+                    "{dev} shares IOMMU group {group} with {}, which container {} holds (network {}, interface {}): a group goes to one pod",
+                    peer.address, h.container_id, h.network, h.ifname
+                )))
+            }
+            None if peer.driver.as_deref() == Some(VFIO_PCI) => {
+                return Err(refuse(format!(
+                    "{dev} shares IOMMU group {group} with {}, which something other than dpdk-cni bound to vfio-pci: a group goes to one pod",
+                    peer.address
+                )))
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// Applies the netconf's VF settings through the PF, if the device is a VF

@@ -15,6 +15,13 @@ use vfio::fake::{FakeNode, FakePf};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dpdk-cni");
 
+/// The binary under test: this build's, or `DPDK_CNI_TEST_BIN` (to run the
+/// same tests against another build, e.g. to see a new test fail on the
+/// code before the change it guards).
+pub fn bin() -> String {
+    std::env::var("DPDK_CNI_TEST_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 pub struct Bed {
     pub tmp: tempfile::TempDir,
     pub node: FakeNode,
@@ -87,9 +94,11 @@ impl Bed {
             .unwrap();
         let nl =
             RecordingNetlink::create(tmp.path().join("netlink"), &[("ens1f0", numvfs)]).unwrap();
-        let state_dir = tmp.path().join("state");
+        // The node's default state directory, below the fake root.
+        let state_dir = root.join(ledger::settings::DEFAULT_STATE_DIR);
+        std::fs::create_dir_all(&state_dir).unwrap();
         // Multus' device-info directory exists on a node that runs it.
-        std::fs::create_dir_all(root.join(dpdk_cni::config::DEFAULT_DEVINFO_DIR)).unwrap();
+        std::fs::create_dir_all(root.join(dpdk_cni::paths::DEFAULT_DEVINFO_SUBDIR)).unwrap();
         Bed {
             tmp,
             node,
@@ -101,6 +110,15 @@ impl Bed {
 
     pub fn root(&self) -> &Path {
         self.node.root()
+    }
+
+    /// Writes the node's settings file (root-owned, 0644, as on a node).
+    pub fn settings(&self, s: Value) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.root().join(ledger::settings::SETTINGS_FILE);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, serde_json::to_vec(&s).unwrap()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     }
 
     pub fn vf(&self, i: usize) -> String {
@@ -115,7 +133,6 @@ impl Bed {
             "type": "dpdk-cni",
             "deviceType": "vfio-pci",
             "deviceID": self.vf(i),
-            "stateDir": self.state_dir,
         });
         if let (Some(o), Some(e)) = (c.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
@@ -136,7 +153,7 @@ impl Bed {
         ifname: &str,
         env: &[(&str, &str)],
     ) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(bin());
         c.env_clear()
             .env("CNI_COMMAND", cmd)
             .env("CNI_CONTAINERID", container)
@@ -170,8 +187,17 @@ impl Bed {
     pub fn state(&self) -> NodeState {
         let mut attachments = Vec::new();
         collect_files(&self.state_dir, &self.state_dir, &mut attachments);
+        // The ledger lives below the fake root too; its files are compared
+        // as `attachments` (its directories and locks do not count).
+        let ledger = self
+            .state_dir
+            .strip_prefix(self.root())
+            .unwrap()
+            .to_path_buf();
+        let mut sysfs = self.node.snapshot();
+        sysfs.retain(|k, _| !std::path::Path::new(k).starts_with(&ledger));
         NodeState {
-            sysfs: self.node.snapshot(),
+            sysfs,
             vfs: serde_json::to_value(self.nl.load().unwrap()).unwrap(),
             attachments,
         }
