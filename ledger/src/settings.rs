@@ -77,6 +77,26 @@ impl NodeSettings {
         }
     }
 
+    /// Checks a settings document as [`NodeSettings::load`] would read it
+    /// (for whoever writes the file, e.g. the node daemon's installer).
+    pub fn check_document(data: &[u8]) -> std::result::Result<(), String> {
+        let raw: Raw = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        let paths = raw
+            .state_dir
+            .iter()
+            .chain(raw.log_dirs.iter().flatten())
+            .chain(raw.pod_resources_socket.iter());
+        for p in paths {
+            if under_root(Path::new("/"), p).is_none() {
+                return Err(format!(
+                    "{} must be an absolute path without '..'",
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads `<root>/etc/dpdk-cni/node.json`. A missing file means the
     /// defaults; a file anyone but root could have written is refused.
     pub fn load(root: &Path) -> Result<Self> {

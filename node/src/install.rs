@@ -50,6 +50,24 @@ pub fn install(from: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(dest)
 }
 
+/// Where the plugin reads the node's settings, below the host's root.
+pub const SETTINGS_NAME: &str = "node.json";
+
+/// Checks the node settings at `from` and writes them, root-owned and
+/// mode 0644, as `dir/node.json` (the host's `/etc/dpdk-cni`), atomically.
+pub fn install_settings(from: &Path, dir: &Path) -> Result<PathBuf> {
+    let data = fs::read(from).map_err(NodeError::read(from))?;
+    ledger::NodeSettings::check_document(&data).map_err(|msg| NodeError::Config {
+        path: from.to_path_buf(),
+        msg,
+    })?;
+    let dest = dir.join(SETTINGS_NAME);
+    ledger::write_atomic(&dest, &data, true)?;
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o644))
+        .map_err(NodeError::write(&dest))?;
+    Ok(dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +92,33 @@ mod tests {
             .collect();
         assert_eq!(names, [PLUGIN]);
         assert!(install(&tmp.path().join("missing"), &dir, PLUGIN).is_err());
+    }
+
+    #[test]
+    fn settings_are_checked_and_readable_by_the_plugin() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("node.json");
+        let etc = tmp.path().join("etc/dpdk-cni");
+        fs::write(
+            &src,
+            br#"{"allocationCheck": true, "handoverPfs": ["0000:03:00.0"]}"#,
+        )
+        .unwrap();
+        let dest = install_settings(&src, &etc).unwrap();
+        assert_eq!(
+            fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let s = ledger::NodeSettings::load(tmp.path()).unwrap();
+        assert!(s.allocation_check);
+        fs::write(&src, br#"{"stateDir": "relative"}"#).unwrap();
+        assert!(install_settings(&src, &etc).is_err());
+        fs::write(&src, br#"{"allocationChek": true}"#).unwrap();
+        assert!(install_settings(&src, &etc).is_err());
+        assert!(
+            ledger::NodeSettings::load(tmp.path())
+                .unwrap()
+                .allocation_check
+        );
     }
 }

@@ -34,6 +34,13 @@ enum Cmd {
         to: PathBuf,
         #[arg(long, default_value = install::PLUGIN)]
         name: String,
+        /// Also install the node's settings from this file (checked) as
+        /// `node.json` in `--settings-dir`.
+        #[arg(long, requires = "settings_dir")]
+        settings: Option<PathBuf>,
+        /// The host's `/etc/dpdk-cni`, e.g. /host/etc/dpdk-cni.
+        #[arg(long)]
+        settings_dir: Option<PathBuf>,
     },
     /// Show PFs, VFs, drivers, NUMA nodes, IOMMU groups, pools and holders.
     Status {
@@ -122,7 +129,17 @@ fn main() -> anyhow::Result<()> {
                 netlink: a.fake_netlink,
             },
         }),
-        Cmd::InstallCni { from, to, name } => {
+        Cmd::InstallCni {
+            from,
+            to,
+            name,
+            settings,
+            settings_dir,
+        } => {
+            if let (Some(s), Some(dir)) = (&settings, &settings_dir) {
+                let dest = install::install_settings(s, dir)?;
+                println!("installed {} from {}", dest.display(), s.display());
+            }
             let from = match from {
                 Some(f) => f,
                 None => install::default_source().context("finding this binary")?,

@@ -188,6 +188,21 @@ fn manifests_parse_and_match_the_image() {
         .collect();
     let to = install[install.iter().position(|a| *a == "--to").unwrap() + 1];
     assert_eq!(mounts.get("cni-bin").map(String::as_str), Some(to));
+    // The node's settings: a document the plugin reads, installed where it
+    // reads it (the host's /etc/dpdk-cni), with the allocation check on.
+    let settings = s(&cm["data"]["node.json"]);
+    ledger::NodeSettings::check_document(settings.as_bytes()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(settings).unwrap();
+    assert_eq!(doc["allocationCheck"], true);
+    let dir = install[install.iter().position(|a| *a == "--settings-dir").unwrap() + 1];
+    assert_eq!(mounts.get("host-settings").map(String::as_str), Some(dir));
+    let host_etc = spec["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "host-settings")
+        .unwrap();
+    assert_eq!(host_etc["hostPath"]["path"], "/etc/dpdk-cni");
     // Host paths the daemon and plugin need, mounted where they look.
     let mut host = BTreeMap::new();
     for v in spec["volumes"].as_sequence().unwrap() {
