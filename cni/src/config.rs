@@ -122,9 +122,74 @@ pub fn parse_raw(stdin: &[u8]) -> Result<(RawConf, Value)> {
             "netconf on stdin must be a JSON object",
         ));
     }
+    let mut value = value;
+    fold_keys(&mut value, FIELDS);
+    if let Some(rc) = value.get_mut("runtimeConfig") {
+        fold_keys(rc, RUNTIME_CONFIG_FIELDS);
+    }
     let raw: RawConf = serde_json::from_value(value.clone())
         .map_err(|e| CniError::netconf(format!("invalid netconf: {e}")))?;
     Ok((raw, value))
+}
+
+/// The netconf's field names, as [`RawConf`] spells them.
+const FIELDS: &[&str] = &[
+    "cniVersion",
+    "name",
+    "type",
+    "deviceType",
+    "deviceID",
+    "pciBusID",
+    "master",
+    "vf",
+    "pfOnly",
+    "vlan",
+    "vlanQoS",
+    "vlanProto",
+    "mac",
+    "spoofchk",
+    "trust",
+    "link_state",
+    "min_tx_rate",
+    "max_tx_rate",
+    "ipam",
+    "logLevel",
+    "logFile",
+    "stateDir",
+    "runtimeConfig",
+    "prevResult",
+    "fallback",
+    "mtu",
+    "allowedDevices",
+    "mode",
+    "podOverrides",
+];
+const RUNTIME_CONFIG_FIELDS: &[&str] = &["mac", "deviceID", "CNIDeviceInfoFile"];
+
+/// Renames keys that match a field name but for case (`MAC`, `Mtu`,
+/// `VlanQoS`) to the field's spelling, as sriov-cni's Go decoding accepts
+/// them; a key spelled exactly wins over one that differs in case.
+fn fold_keys(v: &mut Value, fields: &[&str]) {
+    let Some(obj) = v.as_object_mut() else {
+        return;
+    };
+    let inexact: Vec<(String, &str)> = obj
+        .keys()
+        .filter(|k| !fields.contains(&k.as_str()))
+        .filter_map(|k| {
+            fields
+                .iter()
+                .find(|f| f.eq_ignore_ascii_case(k))
+                .map(|f| (k.clone(), *f))
+        })
+        .collect();
+    for (k, f) in inexact {
+        if let Some(val) = obj.remove(&k) {
+            if !obj.contains_key(f) {
+                obj.insert(f.to_string(), val);
+            }
+        }
+    }
 }
 
 /// A CNI network name: letters, digits, `_`, `.`, `-`, starting alphanumeric.
@@ -141,10 +206,13 @@ fn valid_network_name(s: &str) -> bool {
 /// `stateDir` or `logFile` (noting why in `warnings`, logged to stderr).
 pub fn base(raw: &RawConf, node: &Node, strict: bool) -> Result<Base> {
     let mut warnings = Vec::new();
+    // A netconf without cniVersion (or the empty one libcni passes for it)
+    // is 0.1.0, as libcni and the Go skeleton read it.
     let cni_version = raw
         .cni_version
         .clone()
-        .ok_or_else(|| CniError::netconf("cniVersion is missing from the netconf"))?;
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| version::IMPLICIT.to_string());
     if !version::is_supported(&cni_version) {
         return Err(CniError::new(
             code::INCOMPATIBLE_VERSION,
@@ -215,14 +283,19 @@ pub fn base(raw: &RawConf, node: &Node, strict: bool) -> Result<Base> {
         },
         None => None,
     };
-    if let Some(ipam) = &raw.ipam {
+    // `"ipam": {}` is no IPAM, as the SR-IOV network operator renders it.
+    let ipam = raw
+        .ipam
+        .clone()
+        .filter(|i| !i.as_object().is_some_and(|o| o.is_empty()));
+    if let Some(ipam) = &ipam {
         ipam_type(ipam)?;
     }
     Ok(Base {
         cni_version,
         name,
         state_dir: node.settings.state_dir.clone(),
-        ipam: raw.ipam.clone(),
+        ipam,
         log_level,
         log_file,
         warnings,

@@ -40,7 +40,7 @@ pub fn document(a: &Attachment) -> Value {
             "device-type": a.device_type.as_str(),
         }
     });
-    if a.device_type != DeviceType::VfioPci {
+    if matches!(a.device_type, DeviceType::Netdevice | DeviceType::Macvlan) {
         // A DPDK application reaches a kernel interface through net_af_packet.
         let pci = &mut doc["pci"];
         pci["interface"] = a.ifname.clone().into();

@@ -31,7 +31,9 @@ pub enum DeviceRef {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub base: Base,
-    pub device_type: DeviceType,
+    /// `None`: no `deviceType`, so the device's current driver decides, as
+    /// sriov-cni does.
+    pub device_type: Option<DeviceType>,
     pub device: DeviceRef,
     pub pf_only: bool,
     pub vf: VfSettings,
@@ -96,9 +98,10 @@ pub const POD_OVERRIDABLE: &[&str] = &["vlan", "max_tx_rate"];
 pub fn plan(raw: &RawConf, env: &CniEnv, node: &Node) -> Result<Plan> {
     let base = config::base(raw, node, true)?;
     let device_type = match raw.device_type.as_deref() {
-        None | Some("vfio-pci") => DeviceType::VfioPci,
-        Some("netdevice") => DeviceType::Netdevice,
-        Some("macvlan") => DeviceType::Macvlan,
+        None => None,
+        Some("vfio-pci") => Some(DeviceType::VfioPci),
+        Some("netdevice") => Some(DeviceType::Netdevice),
+        Some("macvlan") => Some(DeviceType::Macvlan),
         Some(o) => {
             return Err(CniError::netconf(format!(
                 "unsupported deviceType {o:?}: use \"vfio-pci\", \"netdevice\" or \"macvlan\""
@@ -107,7 +110,7 @@ pub fn plan(raw: &RawConf, env: &CniEnv, node: &Node) -> Result<Plan> {
     };
     let fallback = match raw.fallback.as_deref() {
         None => false,
-        Some("netdevice") if device_type == DeviceType::VfioPci => true,
+        Some("netdevice") if device_type == Some(DeviceType::VfioPci) => true,
         Some("netdevice") => return Err(CniError::netconf(
             "fallback applies to deviceType vfio-pci only: drop it or set deviceType to vfio-pci",
         )),
@@ -117,12 +120,9 @@ pub fn plan(raw: &RawConf, env: &CniEnv, node: &Node) -> Result<Plan> {
             )))
         }
     };
+    // With vfio-pci the DPDK application sets the MTU; the field is
+    // accepted (as sriov-cni does) and applies only to a kernel interface.
     if let Some(m) = raw.mtu {
-        if device_type == DeviceType::VfioPci && !fallback {
-            return Err(CniError::netconf(
-                "mtu applies to a kernel interface: with deviceType vfio-pci the DPDK application sets it",
-            ));
-        }
         if !(68..=65535).contains(&m) {
             return Err(CniError::netconf(format!(
                 "invalid mtu {m}: use 68 to 65535"
@@ -131,7 +131,7 @@ pub fn plan(raw: &RawConf, env: &CniEnv, node: &Node) -> Result<Plan> {
     }
     let pf_only = raw.pf_only.unwrap_or(false);
     let rc = raw.runtime_config.clone().unwrap_or_default();
-    if device_type == DeviceType::Macvlan {
+    if device_type == Some(DeviceType::Macvlan) {
         let master = raw.master.clone().ok_or_else(|| {
             CniError::netconf(
                 "deviceType macvlan needs \"master\": the host interface to attach to",

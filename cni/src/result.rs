@@ -15,6 +15,9 @@ pub fn add_result(
     pci: &str,
     ipam: Option<&Value>,
 ) -> Value {
+    if !version::at_least(cni_version, "0.3.0") {
+        return legacy_result(cni_version, ipam);
+    }
     let mut iface = Map::new();
     iface.insert("name".into(), ifname.into());
     if let Some(m) = mac {
@@ -60,6 +63,59 @@ pub fn add_result(
     out
 }
 
+/// The 0.1.0/0.2.0 shape: no interfaces, an `ip4` and an `ip6` block each
+/// with the first address of its family, its gateway and the routes.
+fn legacy_result(cni_version: &str, ipam: Option<&Value>) -> Value {
+    let mut out = json!({ "cniVersion": cni_version, "dns": {} });
+    let Some(ipam) = ipam else {
+        return out;
+    };
+    // An IPAM plugin may have answered in either shape.
+    for (key, v6) in [("ip4", false), ("ip6", true)] {
+        if let Some(block) = ipam.get(key) {
+            out[key] = block.clone();
+            continue;
+        }
+        let is_v6 = |s: &str| s.contains(':');
+        let first = ipam
+            .get("ips")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|ip| {
+                ip.get("address")
+                    .and_then(Value::as_str)
+                    .is_some_and(|a| is_v6(a) == v6)
+            });
+        if let Some(ip) = first {
+            let mut block = json!({ "ip": ip["address"] });
+            if let Some(g) = ip.get("gateway") {
+                block["gateway"] = g.clone();
+            }
+            let routes: Vec<Value> = ipam
+                .get("routes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|r| {
+                    r.get("dst")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| is_v6(d) == v6)
+                })
+                .cloned()
+                .collect();
+            if !routes.is_empty() {
+                block["routes"] = routes.into();
+            }
+            out[key] = block;
+        }
+    }
+    if let Some(d) = ipam.get("dns") {
+        out["dns"] = d.clone();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +145,18 @@ mod tests {
         assert!(old["interfaces"][0].get("pciID").is_none());
         assert_eq!(old["ips"][0]["version"], "4");
         assert_eq!(old["routes"][0]["dst"], "0.0.0.0/0");
+        let oldest = add_result(
+            "0.2.0",
+            "net1",
+            None,
+            "/run/netns/p",
+            "0000:01:10.0",
+            Some(&ipam),
+        );
+        assert!(oldest.get("interfaces").is_none());
+        assert_eq!(oldest["ip4"]["ip"], "10.1.0.5/24");
+        assert_eq!(oldest["ip4"]["gateway"], "10.1.0.1");
+        assert_eq!(oldest["ip4"]["routes"][0]["dst"], "0.0.0.0/0");
+        assert!(oldest.get("ip6").is_none());
     }
 }

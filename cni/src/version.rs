@@ -1,7 +1,12 @@
 //! CNI spec versions and what changes between them.
 
 /// The versions this plugin speaks, oldest first.
-pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const SUPPORTED: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
+
+/// The version of a netconf that names none.
+pub const IMPLICIT: &str = "0.1.0";
 
 /// The newest supported version.
 pub const LATEST: &str = "1.1.0";
@@ -41,7 +46,8 @@ mod tests {
         assert!(!at_least("0.3.1", "0.4.0"));
         assert!(!at_least("1.x", "0.1.0"));
         assert!(is_supported("0.3.1"));
-        assert!(!is_supported("0.2.0"));
+        assert!(is_supported("0.2.0"));
+        assert!(!is_supported("0.5.0"));
         assert!(!is_supported("1.1"));
     }
 }

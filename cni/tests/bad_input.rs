@@ -43,8 +43,7 @@ fn malformed_stdin_is_a_decode_failure() {
 fn netconf_errors() {
     let bed = Bed::new(4);
     let cases: Vec<(Value, u64, &str)> = vec![
-        (json!({"cniVersion": "0.2.0"}), 1, "not supported"),
-        (json!({"cniVersion": null}), 7, "cniVersion is missing"),
+        (json!({"cniVersion": "0.5.0"}), 1, "not supported"),
         (json!({"name": null}), 7, "name is missing"),
         (json!({"name": "../etc"}), 7, "invalid network name"),
         (json!({"deviceType": "bogus"}), 7, "unsupported deviceType"),
@@ -119,7 +118,11 @@ fn netconf_errors() {
             7,
             "invalid ipam type",
         ),
-        (json!({"ipam": {}}), 7, "ipam has no \"type\""),
+        (
+            json!({"ipam": {"subnet": "10.0.0.0/8"}}),
+            7,
+            "ipam has no \"type\"",
+        ),
         (
             json!({"ipam": {"type": "no-such-ipam"}}),
             7,

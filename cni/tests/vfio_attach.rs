@@ -126,7 +126,7 @@ fn version_lists_supported_versions() {
     assert_eq!(v["cniVersion"], "1.0.0");
     assert_eq!(
         v["supportedVersions"],
-        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
     );
 }
 

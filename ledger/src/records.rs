@@ -30,6 +30,9 @@ pub enum DeviceType {
     Netdevice,
     /// A macvlan on `master`, for nodes with no SR-IOV.
     Macvlan,
+    /// Left on the user-space driver it was found on (igb_uio,
+    /// uio_pci_generic); only its VF admin state is set.
+    Userspace,
 }
 
 impl DeviceType {
@@ -39,6 +42,7 @@ impl DeviceType {
             DeviceType::VfioPci => "vfio-pci",
             DeviceType::Netdevice => "netdevice",
             DeviceType::Macvlan => "macvlan",
+            DeviceType::Userspace => "userspace",
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     };
     // The netconf's mode looks; the record says which mode serves (the
     // vfio-pci mode may have fallen back to netdevice).
-    let Prepared { mut att, locks } = mode::driver(plan.device_type).prepare(&mut ctx)?;
+    let Prepared { mut att, locks } = mode::for_plan(&plan).prepare(&mut ctx)?;
     att.device_info_file = Some(
         plan.device_info_file
             .clone()

@@ -192,6 +192,17 @@ pub fn apply_vf(node: &mut Node, plan: &Plan, att: &Attachment) -> Result<()> {
     Ok(())
 }
 
+/// The MAC the result reports: the one the netconf set, else the VF's
+/// admin MAC as the PF reports it (what sriov-cni reports), if it has one.
+pub fn result_mac(node: &mut Node, plan: &Plan, att: &Attachment) -> Option<String> {
+    if let Some(m) = plan.vf.mac {
+        return Some(m.to_string());
+    }
+    let (pf, vf) = (att.pf_ifname.as_ref()?, att.vf_index?);
+    let mac = node.nl().ok()?.vf_state(pf, vf).ok()?.mac;
+    (!mac.is_zero()).then(|| mac.to_string())
+}
+
 /// Puts the VF settings ADD touched back to their recorded values.
 pub fn restore_vf(ctx: &mut DelCtx<'_>, att: &Attachment, errors: &mut Vec<String>) {
     if let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) {

@@ -121,7 +121,7 @@ impl DeviceMode for VfioPci {
         }
         failpoint::hit("device-info-written")?;
 
-        let mac = ctx.plan.vf.mac.map(|m| m.to_string());
+        let mac = pci::result_mac(ctx.node, ctx.plan, att);
         let res = result::add_result(
             &att.cni_version,
             &att.ifname,
