@@ -248,6 +248,10 @@ fn manifests_parse_and_match_the_image() {
     );
     assert!(bins.contains("/usr/bin/dpdk-cni"));
     assert_eq!(conf["deviceType"], "vfio-pci");
+    // libcni hands a plugin runtimeConfig only for capabilities it declares:
+    // without these Multus' network-status gets no device-info.
+    assert_eq!(conf["capabilities"]["CNIDeviceInfoFile"], true);
+    assert_eq!(conf["capabilities"]["deviceID"], true);
 
     // The testpmd pod: the network, the resource, hugepages, the env the plugin sets.
     let pod = find(&docs, "Pod")[0];
