@@ -63,15 +63,7 @@ fn valid_container_id(s: &str) -> bool {
 }
 
 /// A Linux interface name: at most 15 bytes, no `/`, `:` or white space, not `.` or `..`.
-pub fn valid_ifname(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 15
-        && s != "."
-        && s != ".."
-        && !s
-            .bytes()
-            .any(|c| c == b'/' || c == b':' || c.is_ascii_whitespace() || c == 0)
-}
+pub use ledger::valid_ifname;
 
 /// Parses `K=V;K=V`.
 pub fn parse_args(s: &str) -> Result<Vec<(String, String)>> {

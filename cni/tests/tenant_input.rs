@@ -372,19 +372,7 @@ fn no_iommu_flow_after_the_daemons_early_bind() {
     let before = bed.state();
     // The node daemon's Allocate: record the driver, bind to vfio-pci,
     // which makes a no-IOMMU group.
-    let vf = bed.pf.vfs[0];
-    ledger::Ledger::new(&bed.state_dir)
-        .set_prebound(
-            vf,
-            &ledger::Prebound {
-                driver: Some("igbvf".into()),
-                driver_override: None,
-            },
-        )
-        .unwrap();
-    vfio::fake::emulated(bed.root())
-        .bind_driver(vf, "vfio-pci", Default::default())
-        .unwrap();
+    bed.prebind(0, "igbvf");
     let conf = bed.conf(0, json!({"vlan": 3}));
     let out = bed.run("ADD", "p", &conf);
     assert!(out.ok(), "{out:?}");

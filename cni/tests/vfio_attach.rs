@@ -389,19 +389,7 @@ fn a_device_the_node_daemon_bound_early_goes_back_to_its_first_driver() {
     // (its group exists only then) and records the driver it had.
     let bed = Bed::new(2);
     let before = bed.state();
-    let vf: vfio::PciAddress = bed.vf(0).parse().unwrap();
-    vfio::fake::emulated(bed.root())
-        .bind_driver(vf, "vfio-pci", Default::default())
-        .unwrap();
-    ledger::Ledger::new(&bed.state_dir)
-        .set_prebound(
-            vf,
-            &ledger::Prebound {
-                driver: Some("igbvf".into()),
-                driver_override: None,
-            },
-        )
-        .unwrap();
+    bed.prebind(0, "igbvf");
     assert_eq!(bed.driver(0).as_deref(), Some("vfio-pci"));
 
     let conf = bed.conf(0, json!({"vlan": 7}));

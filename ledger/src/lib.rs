@@ -224,24 +224,26 @@ impl Ledger {
         }
     }
 
+    /// The devices that have a claim file.
+    fn claimed_devices(&self) -> Result<Vec<PciAddress>> {
+        let mut out: Vec<PciAddress> = json_files(&self.dir.join("devices"))?
+            .iter()
+            .filter_map(|p| p.file_stem()?.to_str()?.parse().ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// The devices `c` holds, skipping claims that cannot be read.
     pub fn claimed_by(&self, c: &Claim) -> Result<Vec<PciAddress>> {
         let mut out = Vec::new();
-        for p in json_files(&self.dir.join("devices"))? {
-            let Some(dev) = p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<PciAddress>().ok())
-            else {
-                continue;
-            };
+        for dev in self.claimed_devices()? {
             if let Ok(Some(holder)) = self.claim(dev) {
                 if holder == *c {
                     out.push(dev);
                 }
             }
         }
-        out.sort();
         Ok(out)
     }
 
@@ -276,19 +278,11 @@ impl Ledger {
     /// Every device claimed by any network.
     pub fn claims(&self) -> Result<Vec<(PciAddress, Claim)>> {
         let mut out = Vec::new();
-        for p in json_files(&self.dir.join("devices"))? {
-            let Some(dev) = p
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<PciAddress>().ok())
-            else {
-                continue;
-            };
+        for dev in self.claimed_devices()? {
             if let Some(c) = self.claim(dev)? {
                 out.push((dev, c));
             }
         }
-        out.sort_by_key(|(dev, _)| *dev);
         Ok(out)
     }
 }

@@ -1,19 +1,23 @@
-//! What the PCI modes (vfio-pci, netdevice) share: the checks before any
-//! change, the device lock and claim, the record of the original state,
-//! and the VF admin settings through the PF.
+//! What the PCI modes (vfio-pci, netdevice, userspace) share: the checks
+//! before any change, the device lock and claim, the record of the original
+//! state, the VF admin settings through the PF, and the end of ADD.
 
 use ledger::{
     Attachment, Claim, DeviceType, Ledger, LedgerError, OriginalLink, Phase, RECORD_VERSION,
 };
+use serde_json::Value;
 use vfio::{IommuMode, VFIO_PCI};
 
 use crate::allocation;
+use crate::devinfo;
 use crate::driver::{AddCtx, DelCtx, Prepared, LOCK_WAIT};
 use crate::error::{code, CniError, Result};
+use crate::failpoint;
 use crate::log;
 use crate::node::Node;
 use crate::plan::Plan;
 use crate::resolve::Target;
+use crate::result;
 
 /// Checks made before the mode's own: VF settings need the PF's netdev,
 /// and the IPAM plugin must exist.
@@ -190,6 +194,28 @@ pub fn apply_vf(node: &mut Node, plan: &Plan, att: &Attachment) -> Result<()> {
         netlink::apply_vf_settings(node.nl()?, pf, vf, &plan.vf, orig)?;
     }
     Ok(())
+}
+
+/// The last steps of a PCI ADD: the device-info file, the result, the
+/// record marked complete.
+pub fn complete(ctx: &mut AddCtx<'_>, att: &mut Attachment, ipam: Option<&Value>) -> Result<Value> {
+    if let Some(p) = &att.device_info_file {
+        devinfo::write(p, att)?;
+    }
+    failpoint::hit("device-info-written")?;
+    let mac = result_mac(ctx.node, ctx.plan, att);
+    let res = result::add_result(
+        &att.cni_version,
+        &att.ifname,
+        mac,
+        &att.netns,
+        &att.device.to_string(),
+        ipam,
+    );
+    att.phase = Phase::Complete;
+    att.result = Some(res.clone());
+    ctx.ledger.save(att, false)?;
+    Ok(res)
 }
 
 /// The MAC the result reports: the one the netconf set, else the VF's

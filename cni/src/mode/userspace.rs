@@ -2,10 +2,9 @@
 //! `deviceType`: it stays on that driver, as the operator bound it; ADD sets
 //! its VF admin state through the PF and reports it, DEL puts the state back.
 
-use ledger::{Attachment, DeviceType, Phase};
+use ledger::{Attachment, DeviceType};
 use serde_json::Value;
 
-use crate::devinfo;
 use crate::driver::{AddCtx, DelCtx, DeviceMode, Prepared};
 use crate::error::{code, CniError, Result};
 use crate::failpoint;
@@ -13,7 +12,6 @@ use crate::log;
 use crate::mode::pci::{self, Handover};
 use crate::node::Node;
 use crate::resolve::{resolve, Target};
-use crate::result;
 
 #[derive(Debug)]
 pub struct Userspace;
@@ -46,22 +44,7 @@ impl DeviceMode for Userspace {
         failpoint::hit("vf-configured")?;
         let ipam_result = ctx.run_ipam(att)?;
         failpoint::hit("ipam-done")?;
-        if let Some(p) = &att.device_info_file {
-            devinfo::write(p, att)?;
-        }
-        failpoint::hit("device-info-written")?;
-        let mac = pci::result_mac(ctx.node, ctx.plan, att);
-        let res = result::add_result(
-            &att.cni_version,
-            &att.ifname,
-            mac,
-            &att.netns,
-            &att.device.to_string(),
-            ipam_result.as_ref(),
-        );
-        att.phase = Phase::Complete;
-        att.result = Some(res.clone());
-        ctx.ledger.save(att, false)?;
+        let res = pci::complete(ctx, att, ipam_result.as_ref())?;
         log::info(&format!(
             "ADD {} {}: {} stays on {}",
             att.container_id,

@@ -2,11 +2,10 @@
 //! vfio-pci for a DPDK application in the pod; its `/dev/vfio/<group>` is
 //! reported in the result and the device-info file.
 
-use ledger::{Attachment, DeviceType, Phase};
+use ledger::{Attachment, DeviceType};
 use serde_json::Value;
 use vfio::{IommuMode, PciAddress, Sysfs, VFIO_PCI};
 
-use crate::devinfo;
 use crate::driver::{AddCtx, DelCtx, DeviceMode, Prepared};
 use crate::error::{code, CniError, Result};
 use crate::failpoint;
@@ -17,7 +16,6 @@ use crate::mode::netdevice;
 use crate::mode::pci::{self, Handover};
 use crate::node::Node;
 use crate::resolve::resolve;
-use crate::result;
 
 #[derive(Debug)]
 pub struct VfioPci;
@@ -116,23 +114,7 @@ impl DeviceMode for VfioPci {
         let ipam_result = ctx.run_ipam(att)?;
         failpoint::hit("ipam-done")?;
 
-        if let Some(p) = &att.device_info_file {
-            devinfo::write(p, att)?;
-        }
-        failpoint::hit("device-info-written")?;
-
-        let mac = pci::result_mac(ctx.node, ctx.plan, att);
-        let res = result::add_result(
-            &att.cni_version,
-            &att.ifname,
-            mac,
-            &att.netns,
-            &dev.to_string(),
-            ipam_result.as_ref(),
-        );
-        att.phase = Phase::Complete;
-        att.result = Some(res.clone());
-        ctx.ledger.save(att, false)?;
+        let res = pci::complete(ctx, att, ipam_result.as_ref())?;
         log::info(&format!(
             "ADD {} {}: {dev} on vfio-pci, group {group}",
             att.container_id, att.ifname

@@ -203,6 +203,23 @@ impl Bed {
         }
     }
 
+    /// What the node daemon's no-IOMMU Allocate does to VF `i`: records the
+    /// driver it had, then binds it to vfio-pci.
+    pub fn prebind(&self, i: usize, first_driver: &str) {
+        ledger::Ledger::new(&self.state_dir)
+            .set_prebound(
+                self.pf.vfs[i],
+                &ledger::Prebound {
+                    driver: Some(first_driver.into()),
+                    driver_override: None,
+                },
+            )
+            .unwrap();
+        vfio::fake::emulated(self.root())
+            .bind_driver(self.pf.vfs[i], "vfio-pci", Default::default())
+            .unwrap();
+    }
+
     pub fn driver(&self, i: usize) -> Option<String> {
         self.node
             .sysfs()
