@@ -16,6 +16,7 @@ mod devinfo;
 mod env;
 mod error;
 mod hugepages;
+mod sysfs;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use devinfo::{
 pub use env::devices_from_env;
 pub use error::{DiscoverError, Result};
 pub use hugepages::{free_hugepages, hugetlbfs_mounts, numa_nodes, parse_size_kb, HugeMount};
+pub use sysfs::{pci_device_dir, read_pci, SysfsPci, BIFURCATED_DRIVERS, USERSPACE_DRIVERS};
 /// The PCI address type the plugin reports with (`dddd:bb:dd.f`).
 pub use vfio::PciAddress;
 
