@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{DiscoverError, Result};
-use crate::{Device, DeviceKind, PciAddress};
+use crate::resolve::{af_packet_vdev, DeviceClaim};
+use crate::{DeviceKind, PciAddress};
 
 /// The pod annotation Multus writes the attachment results to.
 pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
 
-/// Parse one device-info document. `Ok(None)` for a device type DPDK cannot
-/// use (`vdpa`, `accelerator`, ...).
-pub fn parse_device_info(origin: &str, doc: &Value) -> Result<Option<Device>> {
+/// Parse one device-info document into what it says about its device.
+/// `Ok(None)` for a device type DPDK cannot use (`vdpa`, `accelerator`, ...).
+pub fn parse_device_info(origin: &str, doc: &Value) -> Result<Option<DeviceClaim>> {
     let missing = |field| DiscoverError::DeviceInfoMissing {
         origin: origin.to_owned(),
         field,
@@ -50,26 +51,29 @@ pub fn parse_device_info(origin: &str, doc: &Value) -> Result<Option<Device>> {
         None | Some(Value::Null) => None,
         Some(v) => parse_numa_node(origin, v)?,
     };
-    let kind = match string("device-type")? {
+    let pci_address = match string("pci-address")? {
+        Some(text) => Some(parse_pci(origin, text)?),
+        None => None,
+    };
+    let stated = match string("device-type")? {
         Some("netdevice") => {
             let iface = string("interface")?.ok_or_else(|| missing("interface"))?;
             let vdev = match string("eal-vdev")? {
                 Some(v) => v.to_owned(),
-                None => format!("net_af_packet_{iface},iface={iface}"),
+                None => af_packet_vdev(iface),
             };
-            DeviceKind::Netdevice {
+            Some(DeviceKind::Netdevice {
                 interface: iface.to_owned(),
                 vdev,
-            }
+            })
         }
-        // Plain sriov-cni documents carry no device-type: a VF handed to a
-        // DPDK pod is bound to vfio-pci, so `-a` it.
-        None | Some("vfio-pci") => {
-            let text = string("pci-address")?.ok_or_else(|| missing("pci-address"))?;
-            DeviceKind::Vfio {
-                pci: parse_pci(origin, text)?,
-            }
-        }
+        Some("vfio-pci") => Some(DeviceKind::Vfio {
+            pci: pci_address.ok_or_else(|| missing("pci-address"))?,
+        }),
+        // The spec fields only (sriov-cni, the device plugin, and whatever
+        // Multus copies into network-status): the pod's sysfs decides.
+        None if pci_address.is_none() => return Err(missing("pci-address")),
+        None => None,
         Some(other) => {
             return Err(DiscoverError::UnknownDeviceType {
                 origin: origin.to_owned(),
@@ -77,10 +81,12 @@ pub fn parse_device_info(origin: &str, doc: &Value) -> Result<Option<Device>> {
             })
         }
     };
-    Ok(Some(Device {
-        kind,
-        numa_node,
+    Ok(Some(DeviceClaim {
         origin: origin.to_owned(),
+        pci: pci_address,
+        stated,
+        numa_node,
+        rdma_device: string("rdma-device")?.map(str::to_owned),
     }))
 }
 
@@ -111,7 +117,7 @@ pub(crate) fn parse_numa_node(origin: &str, v: &Value) -> Result<Option<u32>> {
 }
 
 /// Every `*.json` document in the device-info directory, in name order.
-pub fn read_devinfo_dir(dir: &Path) -> Result<Vec<Device>> {
+pub fn read_devinfo_dir(dir: &Path) -> Result<Vec<DeviceClaim>> {
     let read_err = |source| DiscoverError::Read {
         path: dir.to_owned(),
         source,
@@ -142,7 +148,7 @@ pub fn read_devinfo_dir(dir: &Path) -> Result<Vec<Device>> {
 /// The devices in a network-status annotation value: a JSON list of
 /// `{name, interface, ips, mac, mtu, default, dns, device-info}`. Entries
 /// without device-info (the cluster network) are skipped.
-pub fn parse_network_status(origin: &str, json: &str) -> Result<Vec<Device>> {
+pub fn parse_network_status(origin: &str, json: &str) -> Result<Vec<DeviceClaim>> {
     let list: Vec<Value> =
         serde_json::from_str(json).map_err(|source| DiscoverError::NetworkStatusJson {
             origin: origin.to_owned(),

@@ -1,20 +1,22 @@
 //! The SR-IOV device plugin's environment: `PCIDEVICE_<PREFIX>_<RESOURCE>` =
 //! comma-separated PCI addresses, and `PCIDEVICE_<..>_INFO` = JSON
 //! `{"<bdf>":{"generic":{...},"vfio":{...},"numa-node":N}}` (`numa-node` is
-//! added by our node daemon; the upstream plugin has none).
+//! added by our node daemon; the upstream plugin has none). Each address is
+//! claimed as a PCI device; sysfs has the last word (see [`crate::resolve`]).
 
 use serde_json::Value;
 
 use crate::devinfo::{parse_numa_node, parse_pci};
 use crate::error::{DiscoverError, Result};
-use crate::{Device, DeviceKind};
+use crate::resolve::DeviceClaim;
+use crate::DeviceKind;
 
 const PREFIX: &str = "PCIDEVICE_";
 const INFO_SUFFIX: &str = "_INFO";
 
-/// The vfio devices named by device plugin variables in `env`, in variable
-/// name order.
-pub fn devices_from_env(env: &[(String, String)]) -> Result<Vec<Device>> {
+/// The devices named by device plugin variables in `env`, in variable name
+/// order.
+pub fn devices_from_env(env: &[(String, String)]) -> Result<Vec<DeviceClaim>> {
     let mut vars: Vec<&(String, String)> = env
         .iter()
         .filter(|(k, _)| k.starts_with(PREFIX) && !k.ends_with(INFO_SUFFIX))
@@ -42,10 +44,12 @@ pub fn devices_from_env(env: &[(String, String)]) -> Result<Vec<Device>> {
                 Some(v) => parse_numa_node(&format!("{info_var}[{text}]"), v)?,
                 None => None,
             };
-            devices.push(Device {
-                kind: DeviceKind::Vfio { pci },
-                numa_node,
+            devices.push(DeviceClaim {
                 origin: var.clone(),
+                pci: Some(pci),
+                stated: Some(DeviceKind::Vfio { pci }),
+                numa_node,
+                rdma_device: None,
             });
         }
     }

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::PciAddress;
+
 /// Why EAL arguments could not be built from what the pod sees.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
@@ -37,6 +39,24 @@ pub enum DiscoverError {
 
     #[error("{origin}: unknown device-type {value:?} (want vfio-pci or netdevice)")]
     UnknownDeviceType { origin: String, value: String },
+
+    #[error(
+        "{origin}: PCI device {pci} is not in the pod's sysfs ({path}): with no device-type \
+         in its device-info, its driver cannot be known"
+    )]
+    DeviceNotInSysfs {
+        origin: String,
+        pci: PciAddress,
+        path: PathBuf,
+    },
+
+    #[error("{origin}: PCI device {pci} ({path}) cannot be used: {reason}")]
+    DeviceUnusable {
+        origin: String,
+        pci: PciAddress,
+        path: PathBuf,
+        reason: String,
+    },
 
     #[error("{origin}: network-status is not a valid JSON list: {source}")]
     NetworkStatusJson {

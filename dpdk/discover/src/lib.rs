@@ -1,21 +1,25 @@
 //! Build DPDK EAL arguments from what a Kubernetes pod sees, without DPDK.
 //!
 //! The inputs are files and variables the pod is given by the rest of the
-//! SR-IOV stack: the NPWG device-info documents dpdk-cni writes (in the
-//! device-info directory, or copied by Multus into the
+//! SR-IOV stack: NPWG device-info documents (the ones dpdk-cni writes, in the
+//! device-info directory, or their spec fields as Multus copies them into the
 //! `k8s.v1.cni.cncf.io/network-status` annotation, read from a downward-API
-//! file), the device plugin's `PCIDEVICE_*` variables, the pod's hugetlbfs
-//! mount (`/proc/self/mountinfo`) and the per-NUMA free hugepage counts in
-//! sysfs. [`discover`] turns them into an [`EalPlan`]: `-a <bdf>` per vfio
-//! device, `--vdev` per kernel interface, `--socket-mem` on the devices' NUMA
-//! nodes, `--huge-dir`, `--file-prefix` and optionally `-l`. The proc and sys
-//! roots are parameters, so everything here is testable on temp dirs.
+//! file), the device plugin's `PCIDEVICE_*` variables, each named device's
+//! sysfs (its driver, NUMA node and interfaces as the pod sees them), the
+//! pod's hugetlbfs mount (`/proc/self/mountinfo`) and the per-NUMA free
+//! hugepage counts in sysfs. [`discover`] turns them into an [`EalPlan`]:
+//! `-a <bdf>` per device on vfio-pci (or a UIO driver), `--vdev` per kernel
+//! interface, `--socket-mem` on the devices' NUMA nodes, `--huge-dir`,
+//! `--file-prefix` and optionally `-l`. The proc and sys roots are
+//! parameters, so everything here is testable on temp dirs.
 
 mod cpus;
 mod devinfo;
 mod env;
 mod error;
 mod hugepages;
+mod resolve;
+mod sysfs;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,8 @@ pub use devinfo::{
 pub use env::devices_from_env;
 pub use error::{DiscoverError, Result};
 pub use hugepages::{free_hugepages, hugetlbfs_mounts, numa_nodes, parse_size_kb, HugeMount};
+pub use resolve::{af_packet_vdev, resolve_device, DeviceClaim};
+pub use sysfs::{pci_device_dir, read_pci, SysfsPci, BIFURCATED_DRIVERS, USERSPACE_DRIVERS};
 /// The PCI address type the plugin reports with (`dddd:bb:dd.f`).
 pub use vfio::PciAddress;
 
@@ -44,13 +50,36 @@ pub struct Device {
     pub kind: DeviceKind,
     /// `None` when no input knew it (or said -1).
     pub numa_node: Option<u32>,
+    /// The PCI function behind it, when a source named one.
+    pub pci: Option<PciAddress>,
+    /// Its driver in the pod's sysfs; `None` when sysfs was not read (no
+    /// address, or no such device there).
+    pub driver: Option<String>,
     /// Where it was found: a file path, `network-status[i] (...)`, an env var.
     pub origin: String,
 }
 
+impl Device {
+    /// The same PCI function, or the same interface (or PCI device) when
+    /// either names no function.
+    fn same_device(&self, other: &Device) -> bool {
+        if let (Some(a), Some(b)) = (self.pci, other.pci) {
+            return a == b;
+        }
+        match (&self.kind, &other.kind) {
+            (
+                DeviceKind::Netdevice { interface: a, .. },
+                DeviceKind::Netdevice { interface: b, .. },
+            ) => a == b,
+            (a, b) => a == b,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DeviceKind {
-    /// A PCI function bound to vfio-pci: `-a <pci>`.
+    /// A PCI function EAL drives itself: `-a <pci>`. Bound to vfio-pci (or
+    /// igb_uio, uio_pci_generic), or to a bifurcated driver (mlx5_core).
     Vfio { pci: PciAddress },
     /// A kernel interface driven through a vdev such as af_packet: `--vdev`.
     Netdevice { interface: String, vdev: String },
@@ -59,7 +88,7 @@ pub enum DeviceKind {
 impl std::fmt::Display for DeviceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DeviceKind::Vfio { pci } => write!(f, "vfio-pci {pci}"),
+            DeviceKind::Vfio { pci } => write!(f, "pci {pci} (-a)"),
             DeviceKind::Netdevice { interface, vdev } => {
                 write!(f, "netdevice {interface} (--vdev {vdev})")
             }
@@ -203,8 +232,10 @@ impl EalPlan {
     }
 }
 
-/// Collect the devices from every source, deduplicated (the first source to
-/// name a device wins; a later one may fill in its NUMA node).
+/// Collect the devices from every source, each checked against the pod's
+/// sysfs ([`resolve_device`]), deduplicated: one PCI function (or one
+/// interface) is one device; the first source to name it wins, a later one
+/// may fill in its NUMA node.
 pub fn collect_devices(inputs: &Inputs, notes: &mut Vec<String>) -> Result<Vec<Device>> {
     let mut found = Vec::new();
     let mut looked = Vec::new();
@@ -246,9 +277,16 @@ pub fn collect_devices(inputs: &Inputs, notes: &mut Vec<String>) -> Result<Vec<D
     found.extend(devices_from_env(&inputs.env)?);
 
     let mut devices: Vec<Device> = Vec::new();
-    for d in found {
-        match devices.iter_mut().find(|e| e.kind == d.kind) {
+    for claim in found {
+        let d = resolve_device(&inputs.sys_root, claim, notes)?;
+        match devices.iter_mut().find(|e| e.same_device(&d)) {
             Some(e) => {
+                if e.kind != d.kind {
+                    notes.push(format!(
+                        "{} gives {} for the device {} gave as {}; keeping the first",
+                        d.origin, d.kind, e.origin, e.kind
+                    ));
+                }
                 if e.numa_node.is_none() {
                     e.numa_node = d.numa_node;
                 } else if d.numa_node.is_some() && d.numa_node != e.numa_node {
