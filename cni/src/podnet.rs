@@ -160,6 +160,7 @@ fn configure_in_pod(cfg: PodIface) -> Result<Link> {
         nl.add_address(&link, ip.ip, ip.prefix)?;
     }
     nl.set_link_up(&link, true)?;
+    log::debug(&format!("{}: configured and up in the pod", cfg.to));
     for r in &cfg.routes {
         nl.add_route(&link, r.dst, r.prefix, r.gw)?;
     }
@@ -229,6 +230,7 @@ pub fn move_and_configure(
         host.set_link_up(link, false)?;
     }
     host.move_link_to_netns(link, ns.as_raw_fd())?;
+    log::debug(&format!("{}: moved to {}", link.name, env.netns));
     failpoint::hit("moved")?;
     let netns = att.netns.clone();
     in_netns(Path::new(&netns), move || configure_in_pod(cfg))

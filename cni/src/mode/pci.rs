@@ -59,6 +59,7 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
     let dev = target.device;
     let ledger = ctx.ledger;
     let lock = ledger.lock_device(&dev, LOCK_WAIT)?;
+    crate::log::debug(&format!("{dev}: locked"));
     let me = Claim {
         network: ctx.plan.base.name.clone(),
         container_id: ctx.env.container_id.clone(),
