@@ -13,7 +13,7 @@ CARGO ?= cargo
 
 DPDK_TARGET := $(CURDIR)/target/dpdk
 
-.PHONY: help deps plugin plugin-hooks release-check demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image
+.PHONY: help deps plugin plugin-hooks release-check demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image peer-bench peer-bench-smoke
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ demo: deps plugin ## boot the SR-IOV guest and attach VFs to DPDK pods (testpmd,
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	tests/vm/run.sh tests/vm/demo.sh
 
-test: deps lint release-check unit-test bench-smoke dpdk-test vm-test image ## install what is needed and run every test
+test: deps lint release-check unit-test bench-smoke peer-bench-smoke dpdk-test vm-test image ## install what is needed and run every test
 	@echo "make test: every tier passed"
 
 lint: ## cargo fmt --check and clippy with warnings denied, with and without the test hooks
@@ -60,8 +60,21 @@ vm-test: plugin plugin-hooks ## every QEMU guest scenario in one boot
 bench-smoke: plugin-hooks ## the plugin bench, short: proves it runs and prints its summary
 	BENCH_ROUNDS=20 $(CARGO) bench --locked -p dpdk-cni-benches -- --test
 
-bench: deps plugin-hooks ## the full plugin bench (criterion); summary in target/bench-summary/
+bench: deps plugin-hooks peer-bench ## the full benches (criterion, the guest beside sriov-cni); summaries in target/bench-summary/
 	$(CARGO) bench --locked -p dpdk-cni-benches
+
+# sriov-cni (the peer) is built from source by tests/vm/bench/build-sriov-cni.sh;
+# where the module proxy does not serve it, SRIOV_CNI_SRC names a clone.
+peer-bench: plugin ## the guest bench beside sriov-cni: 20 interleaved rounds, the table README quotes
+	PEER_BIN=$$(tests/vm/bench/build-sriov-cni.sh) && \
+	PEER_BIN=$$PEER_BIN PEER_ROUNDS=$${PEER_ROUNDS:-20} VM_ENV="PEER_BIN PEER_ROUNDS" \
+	  tests/vm/run.sh tests/vm/bench/peer.sh
+
+peer-bench-smoke: plugin ## the same, 3 rounds; without a sriov-cni build only dpdk-cni's column
+	rc=0; PEER_BIN=$$(tests/vm/bench/build-sriov-cni.sh) || rc=$$?; \
+	if [ $$rc = 3 ]; then echo "peer-bench-smoke: sriov-cni not available, measuring dpdk-cni alone"; PEER_BIN=; \
+	elif [ $$rc != 0 ]; then exit $$rc; fi; \
+	PEER_BIN=$$PEER_BIN PEER_ROUNDS=3 VM_ENV="PEER_BIN PEER_ROUNDS" tests/vm/run.sh tests/vm/bench/peer.sh
 
 image: ## build the container image with buildah (FROM scratch) and run its install-cni entrypoint
 	docker/build-image.sh

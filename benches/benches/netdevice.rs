@@ -57,13 +57,14 @@ impl Bed {
         let mem = tempfile::tempdir_in("/dev/shm").unwrap();
         let disk = tempfile::tempdir().unwrap();
         let node = FakeNode::new(mem.path().join("node")).unwrap();
+        dpdk_cni_benches::state_on_disk(&mem.path().join("node"), disk.path());
         let pf = node
             .add_pf("0000:3b:00.0".parse().unwrap(), "ens1f0", 2, 8, 0, 100)
             .unwrap();
         let nl = mem.path().join("netlink");
         RecordingNetlink::create(&nl, &[("ens1f0", 2)]).unwrap();
         let ours = json!({"cniVersion": "1.0.0", "name": "kernel", "type": "dpdk-cni",
-            "deviceType": "netdevice", "deviceID": pf.vfs[0].to_string(), "stateDir": disk.path().join("state")});
+            "deviceType": "netdevice", "deviceID": pf.vfs[0].to_string()});
         let theirs = json!({"cniVersion": "1.0.0", "name": "kernel", "type": "host-device", "device": "ens1f0v0"});
         let env = vec![
             ("CNI_CONTAINERID".into(), "bench".into()),

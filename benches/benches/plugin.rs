@@ -51,12 +51,12 @@ impl Bed {
             )
             .unwrap();
         std::fs::create_dir_all(root.join(dpdk_cni::paths::DEFAULT_DEVINFO_SUBDIR)).unwrap();
+        dpdk_cni_benches::state_on_disk(&root, tmp.path());
         let netlink = mem.path().join("netlink");
         RecordingNetlink::create(&netlink, &[("ens2f0", numvfs)]).unwrap();
         let conf = json!({
             "cniVersion": "1.1.0", "name": "sriov-dpdk", "type": "dpdk-cni",
             "deviceType": "vfio-pci", "deviceID": pf.vfs[1].to_string(),
-            "stateDir": tmp.path().join("state"),
             "vlan": 100, "mac": "02:00:00:00:00:10", "spoofchk": "off", "trust": "on",
         });
         Bed {

@@ -21,6 +21,16 @@ pub fn plugin_bin() -> PathBuf {
     p
 }
 
+/// Puts the fake node's state directory (the default one below its root) on
+/// `disk`, so the ledger's fsyncs cost what they cost on a node, while the
+/// fake sysfs stays in memory.
+pub fn state_on_disk(root: &Path, disk: &Path) {
+    let state = root.join("var/lib/cni/dpdk-cni");
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(disk.join("state")).unwrap();
+    std::os::unix::fs::symlink(disk.join("state"), &state).unwrap();
+}
+
 /// Writes a bench summary to `target/bench-summary/<name>.json`.
 pub fn write_summary(name: &str, summary: &serde_json::Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-summary");

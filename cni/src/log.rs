@@ -14,12 +14,12 @@ pub fn init(level: LogLevel, file: Option<PathBuf>) {
     *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some((level, file));
 }
 
-/// UTC `YYYY-MM-DDTHH:MM:SSZ` from the system clock.
+/// UTC `YYYY-MM-DDTHH:MM:SS.mmmZ` from the system clock.
 fn timestamp() -> String {
-    let secs = SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -32,10 +32,11 @@ fn timestamp() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
+        rem % 60,
+        now.subsec_millis()
     )
 }
 

@@ -144,9 +144,10 @@ fn configure_in_pod(cfg: PodIface) -> Result<Link> {
     if let Some(mtu) = cfg.mtu {
         nl.set_link_mtu(&link, mtu)?;
     }
-    // Let the kernel announce address changes too: arp_notify on MAC
-    // changes, ndisc_notify an unsolicited NA once IPv6 DAD completes.
-    // See Documentation/networking/ip-sysctl.rst.
+    // Let the kernel announce address changes too: arp_notify sends a
+    // gratuitous ARP when the link goes up with carrier and when its MAC
+    // changes; ndisc_notify an unsolicited NA once IPv6 DAD completes, which
+    // waits for carrier. See Documentation/networking/ip-sysctl.rst.
     write_sysctl(
         &format!("/proc/sys/net/ipv4/conf/{}/arp_notify", cfg.to),
         "1",
@@ -159,50 +160,51 @@ fn configure_in_pod(cfg: PodIface) -> Result<Link> {
         nl.add_address(&link, ip.ip, ip.prefix)?;
     }
     nl.set_link_up(&link, true)?;
+    log::debug(&format!("{}: configured and up in the pod", cfg.to));
     for r in &cfg.routes {
         nl.add_route(&link, r.dst, r.prefix, r.gw)?;
     }
-    let link = wait_for_carrier(&nl, &cfg.to)?;
-    if !link.lower_up {
-        log::info(&format!(
-            "{} has no carrier yet; not announcing its addresses",
-            cfg.to
-        ));
-    } else if let Some(mac) = link.mac {
-        for ip in &cfg.ips {
-            if let IpAddr::V4(v4) = ip.ip {
-                if let Err(e) = netlink::garp::send_gratuitous_arp(link.index, mac, v4) {
-                    log::warn(&format!(
-                        "gratuitous ARP for {v4} on {} failed: {e}",
-                        cfg.to
-                    ));
-                }
-            }
-        }
-    }
+    let link = nl
+        .link_by_name(&cfg.to)?
+        .ok_or_else(|| CniError::io(format!("{} vanished from the pod", cfg.to)))?;
+    announce(&nl, &link, &cfg.ips);
     Ok(link)
 }
 
-/// How long ADD waits for carrier before announcing the addresses anyway.
-const CARRIER_WAIT: std::time::Duration = std::time::Duration::from_millis(1000);
-
-/// Waits (bounded) for the link to report carrier: an announcement sent
-/// before it would go nowhere.
-fn wait_for_carrier(nl: &RtNetlink, name: &str) -> Result<Link> {
-    let start = std::time::Instant::now();
-    loop {
-        let link = nl
-            .link_by_name(name)?
-            .ok_or_else(|| CniError::io(format!("{name} vanished from the pod")))?;
-        if link.lower_up || start.elapsed() >= CARRIER_WAIT {
-            if !link.lower_up {
-                log::warn(&format!(
-                    "{name} has no carrier after {CARRIER_WAIT:?}; announcing anyway"
-                ));
-            }
-            return Ok(link);
+/// Announces the pod's IPv4 addresses without waiting for carrier.
+///
+/// With carrier, a gratuitous ARP goes out now. Without it (a VF that was
+/// never up gets carrier seconds after ADD), a frame sent now would be
+/// dropped, and the kernel sends nothing of its own when carrier comes:
+/// arp_notify fires on NETDEV_UP, NETDEV_CHANGEADDR and NETDEV_NOTIFY_PEERS
+/// (net/ipv4/devinet.c), not on a carrier change. So the announcement is
+/// handed to the kernel's neighbour timers: an entry for the pod's own
+/// address, stale at the broadcast MAC and marked used, waits
+/// `delay_first_probe_time` (5 s by default) and then probes it
+/// `ucast_solicit` times (3), `retrans_time_ms` apart (1 s) - each probe an
+/// ARP request for our own address from our own address to the broadcast
+/// MAC, which is a gratuitous ARP (net/core/neighbour.c, net/ipv4/arp.c
+/// arp_solicit). The kernel sends them after this process is gone, and
+/// stops by itself: no reply comes, the entry ends FAILED.
+fn announce(nl: &RtNetlink, link: &Link, ips: &[PodIp]) {
+    let Some(mac) = link.mac else { return };
+    for ip in ips {
+        let IpAddr::V4(v4) = ip.ip else { continue };
+        let r = if link.lower_up {
+            netlink::garp::send_gratuitous_arp(link.index, mac, v4).map_err(|e| e.to_string())
+        } else {
+            nl.replace_stale_neighbour(link, ip.ip, MacAddr([0xff; 6]))
+                .and_then(|()| nl.use_neighbour(link, ip.ip))
+                .map_err(|e| e.to_string())
+        };
+        match r {
+            Ok(()) if link.lower_up => {}
+            Ok(()) => log::info(&format!(
+                "{} has no carrier yet: the kernel announces {v4} once its neighbour timer fires",
+                link.name
+            )),
+            Err(e) => log::warn(&format!("announcing {v4} on {} failed: {e}", link.name)),
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
@@ -228,6 +230,7 @@ pub fn move_and_configure(
         host.set_link_up(link, false)?;
     }
     host.move_link_to_netns(link, ns.as_raw_fd())?;
+    log::debug(&format!("{}: moved to {}", link.name, env.netns));
     failpoint::hit("moved")?;
     let netns = att.netns.clone();
     in_netns(Path::new(&netns), move || configure_in_pod(cfg))

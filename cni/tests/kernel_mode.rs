@@ -263,6 +263,72 @@ fn netdevice_moves_the_vf_into_the_pod_and_back() {
     );
 }
 
+/// A VF netdev that gets carrier only after ADD returned (a fresh VF takes
+/// seconds): ADD does not wait for it, and the pod's address is still
+/// announced once carrier comes, with no process left behind and no packet
+/// sent by anything in the pod.
+#[test]
+fn netdevice_add_does_not_wait_for_carrier_and_the_kernel_announces_later() {
+    if !root() {
+        return;
+    }
+    let node = Node::new("late");
+    let (pod, peer) = (Ns::new("lp"), Ns::new("lq"));
+    // The far end of the pod's "VF" sits down in the peer's namespace: no
+    // carrier until the peer brings it up.
+    node.host
+        .sh(&format!("ip link set ens1f0v1 netns {}", peer.0));
+    peer.sh(
+        "sysctl -qw net.ipv4.conf.ens1f0v1.arp_accept=1 && ip addr add 10.99.0.1/24 dev ens1f0v1",
+    );
+    let conf = node.conf(0, json!({"mac": "02:00:00:00:00:b1"}));
+    let t = std::time::Instant::now();
+    let out = node.run("ADD", "late", &pod.path(), &conf);
+    let took = t.elapsed();
+    assert!(out.ok(), "{out:?}");
+    let ip = out.json.unwrap()["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let l = pod.sh("ip -o link show net1");
+    assert!(
+        l.contains("NO-CARRIER"),
+        "the link has carrier already: {l}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(900),
+        "ADD took {took:?}: it waited for carrier"
+    );
+    // Nothing is left running in the pod to announce it.
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &pod.0])
+        .output()
+        .unwrap();
+    assert!(
+        pids.stdout.is_empty(),
+        "processes left in the pod: {pids:?}"
+    );
+
+    peer.sh("ip link set ens1f0v1 up");
+    let t = std::time::Instant::now();
+    let mut neigh = String::new();
+    while t.elapsed() < std::time::Duration::from_secs(12) {
+        neigh = peer.sh(&format!("ip neigh show {ip} dev ens1f0v1"));
+        if neigh.contains("02:00:00:00:00:b1") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        neigh.contains("02:00:00:00:00:b1"),
+        "the peer never learnt {ip} at the pod's MAC: {neigh:?}"
+    );
+    assert!(node.run("DEL", "late", &pod.path(), &conf).ok());
+}
+
 #[test]
 fn netdevice_killed_at_each_step_then_del_restores() {
     if !root() {

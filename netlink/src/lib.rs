@@ -13,6 +13,7 @@ mod addr;
 mod error;
 pub mod garp;
 mod link;
+mod neigh;
 pub mod netns;
 #[cfg(feature = "fake")]
 mod record;

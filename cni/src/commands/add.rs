@@ -16,6 +16,7 @@ use crate::plan;
 use crate::release::release;
 
 pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result<Value> {
+    log::debug(&format!("ADD {} {}: start", env.container_id, env.ifname));
     let plan = plan::plan(raw, env, node)?;
     if let Some(p) = plan.device_info_file.as_ref().filter(|p| p.exists()) {
         return Err(CniError::netconf(format!(
@@ -35,6 +36,7 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     // The netconf's mode looks; the record says which mode serves (the
     // vfio-pci mode may have fallen back to netdevice).
     let Prepared { mut att, locks } = mode::for_plan(&plan).prepare(&mut ctx)?;
+    log::debug(&format!("{}: prepared", att.device));
     att.device_info_file = Some(
         plan.device_info_file
             .clone()

@@ -12,6 +12,7 @@ use crate::driver::{AddCtx, DelCtx, DeviceMode, Prepared};
 use crate::error::{code, CniError, Result};
 use crate::failpoint;
 use crate::hostlink;
+use crate::log;
 use crate::macpin;
 use crate::mode::pci::{self, Handover};
 use crate::node::{host_netlink, Node};
@@ -77,9 +78,12 @@ impl DeviceMode for Netdevice {
             }
             link.mac = Some(mac);
         }
+        log::debug(&format!("{}: netdev MAC set", orig.name));
         pci::apply_vf(ctx.node, ctx.plan, att)?;
+        log::debug(&format!("{}: VF admin settings applied", orig.name));
         failpoint::hit("vf-configured")?;
         let ipam_result = ctx.run_ipam(att)?;
+        log::debug(&format!("{}: IPAM done", orig.name));
         failpoint::hit("ipam-done")?;
         let (ips, routes) = podnet::ipam_config(ipam_result.as_ref())?;
         let cfg = PodIface {

@@ -80,6 +80,7 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         locks.push(ledger.lock_device(&format!("group-{g}"), LOCK_WAIT)?);
     }
     locks.push(ledger.lock_device(&dev, LOCK_WAIT)?);
+    log::debug(&format!("{dev}: locked"));
     let me = Claim {
         network: ctx.plan.base.name.clone(),
         container_id: ctx.env.container_id.clone(),
