@@ -25,6 +25,9 @@ pub enum NodeError {
     Sysfs(#[from] vfio::VfioError),
     #[error("VF setup on {pf} failed: {msg}")]
     Setup { pf: String, msg: String },
+    /// A setup step held back until its VFs are let go; tried again later.
+    #[error("VF setup on {pf} waits: {msg}")]
+    SetupWaits { pf: String, msg: String },
     #[error("kubernetes API: {0}")]
     Kube(String),
     #[error("kubelet: {0}")]
