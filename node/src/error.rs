@@ -39,6 +39,10 @@ pub enum NodeError {
     /// An Allocate the daemon cannot serve, with the reason.
     #[error("{0}")]
     Allocate(String),
+    /// An Allocate refused because the device is held, or who holds it
+    /// cannot be known.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result of the node daemon.

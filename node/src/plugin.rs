@@ -180,30 +180,40 @@ impl DevicePlugin for PluginService {
         req: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
         let view = self.view.borrow().clone();
-        let mut resp = AllocateResponse::default();
-        for c in req.into_inner().container_requests {
-            let r = allocate::container_response(
-                &self.sysfs,
-                &view.pool,
-                &c.devices_ids,
-                self.cdi,
-                self.ledger.as_ref(),
-            )
-            .map_err(|e| {
-                log::warn(&format!(
-                    "{}: allocate {:?}: {e}",
-                    view.pool.resource, c.devices_ids
+        let (sysfs, cdi, ledger) = (self.sysfs.clone(), self.cdi, self.ledger.clone());
+        let requests = req.into_inner().container_requests;
+        // Off the runtime: an early bind waits for the device's lock and the kernel.
+        tokio::task::spawn_blocking(move || {
+            let mut resp = AllocateResponse::default();
+            for c in requests {
+                let r = allocate::container_response(
+                    &sysfs,
+                    &view.pool,
+                    &c.devices_ids,
+                    cdi,
+                    ledger.as_ref(),
+                )
+                .map_err(|e| {
+                    log::warn(&format!(
+                        "{}: allocate {:?}: {e}",
+                        view.pool.resource, c.devices_ids
+                    ));
+                    match e {
+                        NodeError::Refused(msg) => Status::failed_precondition(msg),
+                        e => Status::invalid_argument(e.to_string()),
+                    }
+                })?;
+                log::info(&format!(
+                    "{}: allocated {}",
+                    view.pool.resource,
+                    c.devices_ids.join(",")
                 ));
-                Status::invalid_argument(e.to_string())
-            })?;
-            log::info(&format!(
-                "{}: allocated {}",
-                view.pool.resource,
-                c.devices_ids.join(",")
-            ));
-            resp.container_responses.push(r);
-        }
-        Ok(Response::new(resp))
+                resp.container_responses.push(r);
+            }
+            Ok(Response::new(resp))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("allocate: {e}")))?
     }
 
     async fn pre_start_container(

@@ -1,7 +1,8 @@
 //! The daemon fails closed: node setup never destroys a VF (by changing
 //! `sriov_numvfs`) that a claim it cannot read, a claim, a kubelet
 //! allocation or another driver may hold; a VF whose claim cannot be read is
-//! not offered to the kubelet.
+//! not offered to the kubelet; Allocate never rebinds a VF an attachment
+//! holds.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use common::{two_pf_node, wait_for, wait_for_log, Daemon, FakeKubelet};
 use dpdk_cni_node::api::device_plugin_client::DevicePluginClient;
-use dpdk_cni_node::api::Empty;
+use dpdk_cni_node::api::{AllocateRequest, ContainerAllocateRequest, Empty};
 use dpdk_cni_node::plugin::connect_unix;
 use ledger::{Claim, Ledger};
 use vfio::fake::FakeNode;
@@ -288,4 +289,47 @@ async fn a_vf_whose_claim_cannot_be_read_is_not_offered_to_the_kubelet() {
         .unwrap();
     let next = health(next);
     assert!(next.values().all(|h| h == "Healthy"), "{next:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn allocate_never_rebinds_a_vf_an_attachment_holds() {
+    let t = Fixture::new(false);
+    t.node.enable_noiommu().unwrap();
+    let held = addr("0000:01:10.2");
+    let free = addr("0000:01:10.0");
+    let ledger = Ledger::new(&t.state);
+    ledger.set_claim(held, &claim("c0ffee")).unwrap();
+    let _d = t.start();
+    t.wait_serving();
+    let mut client = DevicePluginClient::new(connect_unix(&t.kdir.join(ENDPOINT)).await.unwrap());
+    let alloc = |id: PciAddress| AllocateRequest {
+        container_requests: vec![ContainerAllocateRequest {
+            devices_ids: vec![id.to_string()],
+        }],
+    };
+    let sysfs = t.node.sysfs();
+    let driver = |a| sysfs.device(a).unwrap().driver().unwrap();
+
+    let err = client
+        .allocate(alloc(held))
+        .await
+        .expect_err("Allocate bound a VF an attachment holds");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("c0ffee") && err.message().contains("dpdk-net"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(driver(held).as_deref(), Some("igbvf"));
+    assert_eq!(ledger.prebound(held).unwrap(), None);
+
+    // A free VF is bound early, its first driver recorded.
+    let r = client.allocate(alloc(free)).await.unwrap().into_inner();
+    let host = &r.container_responses[0].devices[1].host_path;
+    assert!(host.starts_with("/dev/vfio/noiommu-"), "{host}");
+    assert_eq!(driver(free).as_deref(), Some(vfio::VFIO_PCI));
+    assert_eq!(
+        ledger.prebound(free).unwrap().unwrap().driver.as_deref(),
+        Some("igbvf")
+    );
 }
