@@ -272,6 +272,31 @@ pub async fn register(
     Ok(())
 }
 
+/// Listens on a unix socket at `path` that only its owner may connect to,
+/// whatever the umask: the socket is given mode 0600 before bind(2), which
+/// creates the file with that mode less the umask (which can only take
+/// bits away), and the file is set to 0600 again once it exists.
+pub fn listen_owner_only(path: &Path) -> std::io::Result<UnixListener> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use nix::sys::stat::{fchmod, Mode};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listen(&fd, Backlog::new(1024)?)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+}
+
 /// Identity of a file: its inode and change time, so a socket deleted and
 /// created again is noticed even when the inode number is reused.
 fn identity(p: &Path) -> Option<(u64, i64, i64)> {
@@ -310,7 +335,7 @@ pub async fn run(
             return;
         }
         let _ = std::fs::remove_file(&sock);
-        let listener = match UnixListener::bind(&sock) {
+        let listener = match listen_owner_only(&sock) {
             Ok(l) => l,
             Err(e) => {
                 log::warn(&format!(

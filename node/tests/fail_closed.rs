@@ -2,12 +2,13 @@
 //! `sriov_numvfs`) that a claim it cannot read, a claim, a kubelet
 //! allocation or another driver may hold; a VF whose claim cannot be read is
 //! not offered to the kubelet; Allocate never rebinds a VF an attachment
-//! holds.
+//! holds; the plugin sockets are 0600 whatever the umask.
 
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{two_pf_node, wait_for, wait_for_log, Daemon, FakeKubelet};
@@ -332,4 +333,36 @@ async fn allocate_never_rebinds_a_vf_an_attachment_holds() {
         ledger.prebound(free).unwrap().unwrap().driver.as_deref(),
         Some("igbvf")
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn plugin_sockets_are_0600_whatever_the_umask() {
+    let t = Fixture::new(false);
+    let mut kubelet = FakeKubelet::start(&t.kdir);
+    let _d = Daemon::spawn(Daemon::command_with_umask(
+        "000",
+        &t.root,
+        &t.cfg,
+        &t.kdir,
+        &t.state,
+        &["--no-annotate"],
+    ));
+    kubelet.next_registration(SOON).await;
+    let mode = |p: &Path| {
+        format!(
+            "{:o}",
+            fs::metadata(p).unwrap().permissions().mode() & 0o7777
+        )
+    };
+    assert_eq!(
+        mode(&t.kdir.join(ENDPOINT)),
+        "600",
+        "{ENDPOINT} under umask 000"
+    );
+    // And again when the kubelet restarts and the socket is served anew.
+    kubelet.stop();
+    let mut kubelet = FakeKubelet::start(&t.kdir);
+    kubelet.next_registration(SOON).await;
+    wait_for("the plugin socket", SOON, || t.kdir.join(ENDPOINT).exists());
+    assert_eq!(mode(&t.kdir.join(ENDPOINT)), "600");
 }
