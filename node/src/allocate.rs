@@ -8,14 +8,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ledger::{Ledger, Prebound};
 use serde_json::{json, Value};
-use vfio::{PciAddress, Sysfs, VFIO_PCI};
+use vfio::{PciAddress, PciDevice, Sysfs, VFIO_PCI};
 
 use crate::api::{CdiDevice, ContainerAllocateResponse, DeviceSpec, Mount};
 use crate::error::{NodeError, Result};
+use crate::holders::{Claims, Holder};
 use crate::pool::{Device, Pool};
+
+/// How long an early bind waits for a CNI command working on the device
+/// (the plugin's own wait for a device's lock).
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// `PCIDEVICE_<PREFIX>_<NAME>`: upper case, `.` and `/` (and `-`) to `_`.
 pub fn env_name(resource: &str) -> String {
@@ -45,31 +51,31 @@ pub struct GroupNode {
 /// `/dev/vfio/N` (the name DPDK opens). The driver it had is recorded first
 /// in the CNI's state directory (`ledger`), so the plugin's DEL puts the
 /// device back on that driver rather than leaving it on vfio-pci.
+///
+/// The early bind happens under the device's lock in the ledger, the one
+/// the plugin's ADD and DEL take, and not at all while an attachment claims
+/// the device or while any claim does not read: it never races a DEL or
+/// takes a device from a pod.
 pub fn group_node(sysfs: &Sysfs, addr: PciAddress, ledger: Option<&Ledger>) -> Result<GroupNode> {
     let dev = sysfs.device(addr)?;
     let mut group = dev.iommu_group()?;
     let mut bound_here = false;
     if group.is_none() && sysfs.noiommu_enabled() {
-        if let Some(ledger) = ledger {
-            let first = Prebound {
-                driver: dev.driver()?,
-                driver_override: dev.driver_override()?,
-            };
-            if first.driver.as_deref() != Some(VFIO_PCI) {
-                ledger.set_prebound(addr, &first).map_err(|e| {
-                    NodeError::Allocate(format!("recording the driver of {addr}: {e}"))
-                })?;
-            }
-        }
-        sysfs
-            .bind_driver(addr, VFIO_PCI, Default::default())
-            .map_err(|e| {
-                NodeError::Allocate(format!(
-                    "binding {addr} to vfio-pci to learn its no-IOMMU group: {e}"
-                ))
-            })?;
+        let ledger = ledger.ok_or_else(|| {
+            NodeError::Refused(format!(
+                "{addr} needs binding to vfio-pci to learn its no-IOMMU group, and there is no CNI state directory to record its driver in"
+            ))
+        })?;
+        let _lock = ledger
+            .lock_device(&addr, LOCK_WAIT)
+            .map_err(|e| NodeError::Refused(format!("not binding {addr} to vfio-pci: {e}")))?;
+        // Look again under the lock: a command that held it may have bound it.
         group = dev.iommu_group()?;
-        bound_here = true;
+        if group.is_none() {
+            bind_early(sysfs, &dev, ledger)?;
+            group = dev.iommu_group()?;
+            bound_here = true;
+        }
     }
     let Some(group) = group else {
         return Err(NodeError::Allocate(format!(
@@ -88,6 +94,41 @@ pub fn group_node(sysfs: &Sysfs, addr: PciAddress, ledger: Option<&Ledger>) -> R
         host,
         container,
     })
+}
+
+/// Binds a device to vfio-pci before any ADD, its driver recorded first;
+/// the caller holds the device's lock.
+fn bind_early(sysfs: &Sysfs, dev: &PciDevice<'_>, ledger: &Ledger) -> Result<()> {
+    let addr = dev.address();
+    let claims = Claims::read(ledger);
+    if let Some(why) = claims.incomplete() {
+        return Err(NodeError::Refused(format!(
+            "not binding {addr} to vfio-pci: the CNI ledger does not read in full, so who holds it cannot be known: {why}"
+        )));
+    }
+    if let Some(c) = claims.known.get(&addr) {
+        return Err(NodeError::Refused(format!(
+            "not binding {addr} to vfio-pci: it is {}",
+            Holder::Claim(c.clone())
+        )));
+    }
+    let first = Prebound {
+        driver: dev.driver()?,
+        driver_override: dev.driver_override()?,
+    };
+    if first.driver.as_deref() != Some(VFIO_PCI) {
+        ledger
+            .set_prebound(addr, &first)
+            .map_err(|e| NodeError::Allocate(format!("recording the driver of {addr}: {e}")))?;
+    }
+    sysfs
+        .bind_driver(addr, VFIO_PCI, Default::default())
+        .map_err(|e| {
+            NodeError::Allocate(format!(
+                "binding {addr} to vfio-pci to learn its no-IOMMU group: {e}"
+            ))
+        })?;
+    Ok(())
 }
 
 /// The container response for `ids` of `pool`.
@@ -331,6 +372,86 @@ mod tests {
             ledger.prebound(vf).unwrap().unwrap().driver.as_deref(),
             Some("igbvf")
         );
+    }
+
+    fn noiommu_node() -> (tempfile::TempDir, vfio::fake::FakeNode, Ledger, PciAddress) {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = vfio::fake::FakeNode::new(tmp.path().join("node")).unwrap();
+        let pf = node
+            .add_pf("0000:01:00.0".parse().unwrap(), "ens1f0", 2, 7, 0, 10)
+            .unwrap();
+        node.enable_noiommu().unwrap();
+        let ledger = Ledger::new(tmp.path().join("state"));
+        let vf = pf.vfs[1];
+        (tmp, node, ledger, vf)
+    }
+
+    #[test]
+    fn an_early_bind_waits_for_the_device_lock() {
+        let (_tmp, node, ledger, vf) = noiommu_node();
+        let sysfs = node.sysfs();
+        // A plugin DEL is putting the VF back.
+        let del = ledger.lock_device(&vf, std::time::Duration::ZERO).unwrap();
+        let allocate = {
+            let (sysfs, ledger) = (sysfs.clone(), ledger.clone());
+            std::thread::spawn(move || group_node(&sysfs, vf, Some(&ledger)))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert_eq!(
+            sysfs.device(vf).unwrap().driver().unwrap().as_deref(),
+            Some("igbvf"),
+            "bound while another command held the device's lock"
+        );
+        assert!(!allocate.is_finished());
+        drop(del);
+        let g = allocate.join().unwrap().unwrap();
+        assert_eq!(
+            sysfs.device(vf).unwrap().driver().unwrap().as_deref(),
+            Some(VFIO_PCI)
+        );
+        assert!(g
+            .host
+            .display()
+            .to_string()
+            .starts_with("/dev/vfio/noiommu-"));
+    }
+
+    #[test]
+    fn an_early_bind_refuses_a_vf_an_attachment_holds() {
+        let (_tmp, node, ledger, vf) = noiommu_node();
+        let sysfs = node.sysfs();
+        let before = node.snapshot();
+        let holder = ledger::Claim {
+            network: "dpdk-net".into(),
+            container_id: "c0ffee".into(),
+            ifname: "net1".into(),
+        };
+        ledger.set_claim(vf, &holder).unwrap();
+        let err = group_node(&sysfs, vf, Some(&ledger))
+            .expect_err("bound a VF an attachment holds")
+            .to_string();
+        assert!(
+            err.contains("c0ffee") && err.contains("dpdk-net") && err.contains("net1"),
+            "{err}"
+        );
+        assert_eq!(node.snapshot(), before);
+        assert_eq!(ledger.prebound(vf).unwrap(), None);
+    }
+
+    #[test]
+    fn an_early_bind_refuses_while_a_claim_cannot_be_read() {
+        let (tmp, node, ledger, vf) = noiommu_node();
+        let sysfs = node.sysfs();
+        let before = node.snapshot();
+        // Another device's claim is cut short: who holds what is unknown.
+        let devices = tmp.path().join("state/devices");
+        std::fs::create_dir_all(&devices).unwrap();
+        std::fs::write(devices.join("0000:01:10.0.json"), "{").unwrap();
+        let err = group_node(&sysfs, vf, Some(&ledger))
+            .expect_err("bound a VF with the ledger unreadable")
+            .to_string();
+        assert!(err.contains("0000:01:10.0.json"), "{err}");
+        assert_eq!(node.snapshot(), before);
     }
 
     #[test]

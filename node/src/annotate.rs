@@ -1,18 +1,20 @@
 //! Free-VF accounting published on the Node object.
 //!
 //! A VF is free when it is in a pool, healthy, and no pod holds it in the
-//! CNI ledger (`<stateDir>/devices/<bdf>.json`). The count goes out as the
+//! CNI ledger (`<stateDir>/devices/<bdf>.json`); a claim file that does not
+//! read holds its VF all the same. The count goes out as the
 //! annotation `sriov/vfCount` with the label `sriov/freeVFAvailable=true`
 //! while it is above zero (what the NGPAAS fork of sriov-cni maintained, seed
 //! 001), and under our own prefix with a per-pool breakdown. Updates are
 //! JSON merge-patches (RFC 7386: `null` removes a key), at most one a second.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use vfio::PciAddress;
 
 use crate::kube::KubeClient;
 use crate::log;
@@ -31,10 +33,11 @@ pub struct FreeVfs {
     pub by_pool: BTreeMap<String, u32>,
 }
 
-/// Counts the healthy devices of every pool that no claim holds.
+/// Counts the healthy devices of every pool that no claim holds; `held`
+/// is true for a claimed device and for one whose claim does not read.
 pub fn count_free<'a>(
     views: impl IntoIterator<Item = &'a PoolView>,
-    claimed: &BTreeSet<String>,
+    held: impl Fn(PciAddress) -> bool,
 ) -> FreeVfs {
     let mut out = FreeVfs::default();
     for v in views {
@@ -43,7 +46,7 @@ pub fn count_free<'a>(
             .devices
             .iter()
             .zip(&v.healthy)
-            .filter(|(d, ok)| **ok && !claimed.contains(&d.addr.to_string()))
+            .filter(|(d, ok)| **ok && !held(d.addr))
             .count() as u32;
         out.total += n;
         out.by_pool.insert(v.pool.resource.clone(), n);

@@ -10,8 +10,14 @@
 //!   uevents do not cover a PF or VF directory simply vanishing in a test
 //!   tree; the tick costs about a millisecond of CPU for 256 VFs;
 //! - SIGTERM/SIGINT (stop: sockets are removed).
+//!
+//! It fails closed. A claim in the CNI ledger that does not read holds its
+//! VF (not free, reported Unhealthy to the kubelet) and is read again every
+//! tick; node setup that would destroy VFs waits while any is held or while
+//! who holds them cannot be known, and is tried again every couple of
+//! seconds and whenever the ledger or the kubelet's directory changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +33,7 @@ use crate::allocate;
 use crate::annotate::{self, FreeVfs};
 use crate::config::Config;
 use crate::error::NodeError;
+use crate::holders::Claims;
 use crate::kube::KubeClient;
 use crate::log;
 use crate::plugin::{self, PluginService, PoolView};
@@ -77,13 +84,21 @@ impl Options {
     }
 }
 
-fn claimed(state_dir: &Path) -> BTreeSet<String> {
-    match Ledger::new(state_dir).claims() {
-        Ok(c) => c.into_iter().map(|(a, _)| a.to_string()).collect(),
-        Err(e) => {
-            log::warn(&format!("reading the CNI ledger: {e}"));
-            BTreeSet::new()
-        }
+/// How soon node setup that waits for VFs to be let go is tried again.
+const SETUP_RETRY: Duration = Duration::from_secs(2);
+
+/// Logs when the ledger stops, or starts again, reading in full.
+fn report_claims(old: Option<&Claims>, new: &Claims) {
+    let now = new.incomplete();
+    if old.and_then(Claims::incomplete) == now {
+        return;
+    }
+    match now {
+        Some(why) => log::warn(&format!(
+            "the CNI ledger does not read in full: {why}; until it does, the VFs it may hold \
+             are not offered as free, no VF is destroyed and none is bound early"
+        )),
+        None => log::info("every claim in the CNI ledger reads again"),
     }
 }
 
@@ -101,27 +116,90 @@ fn load_config(path: &Path) -> Option<Config> {
     }
 }
 
+/// What one application of the node setup left undone.
+#[derive(Debug, Default, PartialEq)]
+struct SetupOutcome {
+    /// What failed, as logged.
+    errors: Vec<String>,
+    /// Some of it waits for VFs to be let go, or for the ledger or the
+    /// kubelet's checkpoint to read: to be tried again.
+    waits: bool,
+}
+
+impl SetupOutcome {
+    /// Logs what is left undone, unless the last try left the same.
+    fn log(&self, last: Option<&SetupOutcome>) {
+        if last.is_some_and(|l| l.errors == self.errors) {
+            return;
+        }
+        for e in &self.errors {
+            log::warn(e);
+        }
+        if self.errors.is_empty() && last.is_some_and(|l| l.waits) {
+            log::info("node setup: nothing waits any more");
+        }
+    }
+
+    fn retry_at(&self) -> Option<Instant> {
+        self.waits.then(|| Instant::now() + SETUP_RETRY)
+    }
+}
+
 /// Applies the node setup; blocking (netlink runs its own small runtime).
-fn run_setup(opts: &Options, cfg: &Config) {
+fn run_setup(opts: &Options, cfg: &Config) -> SetupOutcome {
     if cfg.node_setup.pfs.is_empty() {
-        return;
+        return SetupOutcome::default();
     }
     let sysfs = opts.sysfs();
     let mut nl = match opts.netlink() {
         Ok(n) => n,
         Err(e) => {
-            log::warn(&format!("node setup: netlink: {e}"));
-            return;
+            return SetupOutcome {
+                errors: vec![format!("node setup: netlink: {e}")],
+                waits: false,
+            }
         }
     };
-    for e in setup::apply(
-        &sysfs,
-        &cfg.node_setup,
-        nl.as_mut(),
-        &claimed(&opts.state_dir),
-    ) {
-        log::warn(&e.to_string());
+    let ledger = Ledger::new(&opts.state_dir);
+    let guard = setup::Guard {
+        ledger: &ledger,
+        kubelet_dir: &opts.kubelet_dir,
+        pool_drivers: cfg.pool_drivers(),
+    };
+    let errors = setup::apply(&sysfs, &cfg.node_setup, nl.as_mut(), &guard);
+    SetupOutcome {
+        waits: errors
+            .iter()
+            .any(|e| matches!(e, NodeError::SetupWaits { .. })),
+        errors: errors.iter().map(ToString::to_string).collect(),
     }
+}
+
+/// Runs the node setup off the runtime.
+async fn run_setup_blocking(opts: &Options, cfg: &Config) -> SetupOutcome {
+    let (o, c) = (opts.clone(), cfg.clone());
+    tokio::task::spawn_blocking(move || run_setup(&o, &c))
+        .await
+        .unwrap_or_else(|e| SetupOutcome {
+            errors: vec![format!("node setup: {e}")],
+            waits: true,
+        })
+}
+
+/// Health of a pool's devices: sysfs, and a claim that does not read.
+fn health(
+    hc: &HealthChecker,
+    pool: &pool::Pool,
+    pf_cache: &mut BTreeMap<PciAddress, bool>,
+    claims: &Claims,
+) -> Vec<Result<(), pool::Unhealthy>> {
+    let mut res = hc.check(pool, pf_cache);
+    for (d, r) in pool.devices.iter().zip(res.iter_mut()) {
+        if r.is_ok() && claims.unknown(d.addr).is_some() {
+            *r = Err(pool::Unhealthy::ClaimUnreadable);
+        }
+    }
+    res
 }
 
 /// The running plugins of the current pools.
@@ -138,9 +216,9 @@ impl Pools {
         sysfs: &Sysfs,
         cfg: &Config,
         kubelet: &broadcast::Sender<()>,
-        claims: &BTreeSet<String>,
+        claims: &Claims,
     ) -> Pools {
-        let found = pool::discover(sysfs, cfg, claims).unwrap_or_else(|e| {
+        let found = pool::discover(sysfs, cfg, |a| claims.held(a)).unwrap_or_else(|e| {
             log::warn(&format!("discovering devices: {e}"));
             Vec::new()
         });
@@ -151,8 +229,7 @@ impl Pools {
         let mut views = Vec::new();
         let mut tasks = Vec::new();
         for p in found {
-            let healthy = hc
-                .check(&p, &mut pf_cache)
+            let healthy = health(&hc, &p, &mut pf_cache, claims)
                 .iter()
                 .map(|r| r.is_ok())
                 .collect();
@@ -189,12 +266,12 @@ impl Pools {
     }
 
     /// Re-reads health; true when any device changed.
-    fn check_health(&self, hc: &HealthChecker) -> bool {
+    fn check_health(&self, hc: &HealthChecker, claims: &Claims) -> bool {
         let mut pf_cache = BTreeMap::new();
         let mut changed = false;
         for tx in &self.views {
             let cur = tx.borrow().clone();
-            let res = hc.check(&cur.pool, &mut pf_cache);
+            let res = health(hc, &cur.pool, &mut pf_cache, claims);
             let healthy: Vec<bool> = res.iter().map(|r| r.is_ok()).collect();
             if healthy == cur.healthy {
                 continue;
@@ -224,8 +301,8 @@ impl Pools {
 
     /// Discovers the devices again (VFs created or destroyed) for the same
     /// pools; the plugins keep running and stream the new lists.
-    fn rediscover(&mut self, sysfs: &Sysfs, cfg: &Config, claims: &BTreeSet<String>) {
-        let Ok(found) = pool::discover(sysfs, cfg, claims) else {
+    fn rediscover(&mut self, sysfs: &Sysfs, cfg: &Config, claims: &Claims) {
+        let Ok(found) = pool::discover(sysfs, cfg, |a| claims.held(a)) else {
             return;
         };
         self.numvfs = pool::pf_numvfs(sysfs, &found);
@@ -260,8 +337,7 @@ impl Pools {
                 );
                 p.devices.sort_by_key(|d| d.addr);
             }
-            let healthy = hc
-                .check(&p, &mut pf_cache)
+            let healthy = health(&hc, &p, &mut pf_cache, claims)
                 .iter()
                 .map(|r| r.is_ok())
                 .collect();
@@ -277,9 +353,9 @@ impl Pools {
         }
     }
 
-    fn free(&self, claims: &BTreeSet<String>) -> FreeVfs {
+    fn free(&self, claims: &Claims) -> FreeVfs {
         let views: Vec<Arc<PoolView>> = self.views.iter().map(|t| t.borrow().clone()).collect();
-        annotate::count_free(views.iter().map(|v| v.as_ref()), claims)
+        annotate::count_free(views.iter().map(|v| v.as_ref()), |a| claims.held(a))
     }
 }
 
@@ -295,14 +371,15 @@ fn write_cdi_spec(sysfs: &Sysfs, dir: &Path, p: &pool::Pool) {
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let cfg = load_config(&opts.config).unwrap_or_default();
     // Before the runtime: the kernel netlink client blocks on its own.
-    run_setup(&opts, &cfg);
+    let setup = run_setup(&opts, &cfg);
+    setup.log(None);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(opts, cfg))
+    rt.block_on(serve(opts, cfg, setup))
 }
 
-async fn serve(opts: Options, mut cfg: Config) -> anyhow::Result<()> {
+async fn serve(opts: Options, mut cfg: Config, mut setup: SetupOutcome) -> anyhow::Result<()> {
     let sysfs = opts.sysfs();
     let ledger_dir = opts.state_dir.join("devices");
     for d in [&ledger_dir, &opts.kubelet_dir] {
@@ -326,7 +403,10 @@ async fn serve(opts: Options, mut cfg: Config) -> anyhow::Result<()> {
     watcher.watch(&opts.kubelet_dir, Tag::Kubelet)?;
 
     let (kubelet_tx, _) = broadcast::channel(16);
-    let mut claims = claimed(&opts.state_dir);
+    let ledger = Ledger::new(&opts.state_dir);
+    let mut claims = Claims::read(&ledger);
+    report_claims(None, &claims);
+    let mut setup_retry = setup.retry_at();
     let mut pools = Pools::start(&opts, &sysfs, &cfg, &kubelet_tx, &claims);
     let (free_tx, free_rx) = watch::channel(Some(pools.free(&claims)));
     let publisher = match (&opts.kube, &opts.node_name) {
@@ -352,12 +432,27 @@ async fn serve(opts: Options, mut cfg: Config) -> anyhow::Result<()> {
         let mut recount = false;
         tokio::select! {
             _ = tick.tick() => {
+                // A ledger that did not read in full is read again every tick.
+                if claims.incomplete().is_some() {
+                    let now = Claims::read(&ledger);
+                    if now != claims {
+                        report_claims(Some(&claims), &now);
+                        claims = now;
+                        recount = true;
+                    }
+                }
+                if setup_retry.is_some_and(|at| Instant::now() >= at) {
+                    let out = run_setup_blocking(&opts, &cfg).await;
+                    out.log(Some(&setup));
+                    setup_retry = out.retry_at();
+                    setup = out;
+                }
                 let views: Vec<Arc<PoolView>> = pools.views.iter().map(|t| t.borrow().clone()).collect();
                 if pool::pf_numvfs(&sysfs, views.iter().map(|v| &v.pool)) != pools.numvfs {
                     pools.rediscover(&sysfs, &cfg, &claims);
                     recount = true;
                 }
-                recount |= pools.check_health(&hc);
+                recount |= pools.check_health(&hc, &claims);
             }
             evs = watcher.next() => {
                 for (tag, _name) in evs? {
@@ -367,9 +462,16 @@ async fn serve(opts: Options, mut cfg: Config) -> anyhow::Result<()> {
                         Tag::Ledger => recount = true,
                         Tag::Kubelet => { let _ = kubelet_tx.send(()); }
                     }
+                    // A claim released or the kubelet's checkpoint rewritten
+                    // may let waiting node setup go ahead: on the next tick.
+                    if tag != Tag::Config && setup.waits {
+                        setup_retry = Some(Instant::now());
+                    }
                 }
                 if recount {
-                    claims = claimed(&opts.state_dir);
+                    let now = Claims::read(&ledger);
+                    report_claims(Some(&claims), &now);
+                    claims = now;
                 }
             }
             _ = async { tokio::time::sleep_until(reload_at.unwrap_or_else(Instant::now)).await }, if reload_at.is_some() => {
@@ -382,9 +484,10 @@ async fn serve(opts: Options, mut cfg: Config) -> anyhow::Result<()> {
                             || new.resource_prefix != cfg.resource_prefix
                             || new.cdi != cfg.cdi;
                         cfg = new;
-                        if setup_changed {
-                            let (o, c) = (opts.clone(), cfg.clone());
-                            let _ = tokio::task::spawn_blocking(move || run_setup(&o, &c)).await;
+                        if setup_changed || setup.waits {
+                            setup = run_setup_blocking(&opts, &cfg).await;
+                            setup.log(None);
+                            setup_retry = setup.retry_at();
                         }
                         if pools_changed {
                             pools.stop().await;

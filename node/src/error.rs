@@ -25,6 +25,9 @@ pub enum NodeError {
     Sysfs(#[from] vfio::VfioError),
     #[error("VF setup on {pf} failed: {msg}")]
     Setup { pf: String, msg: String },
+    /// A setup step held back until its VFs are let go; tried again later.
+    #[error("VF setup on {pf} waits: {msg}")]
+    SetupWaits { pf: String, msg: String },
     #[error("kubernetes API: {0}")]
     Kube(String),
     #[error("kubelet: {0}")]
@@ -36,6 +39,10 @@ pub enum NodeError {
     /// An Allocate the daemon cannot serve, with the reason.
     #[error("{0}")]
     Allocate(String),
+    /// An Allocate refused because the device is held, or who holds it
+    /// cannot be known.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result of the node daemon.

@@ -21,6 +21,7 @@ pub mod annotate;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod holders;
 pub mod install;
 pub mod kube;
 pub mod log;

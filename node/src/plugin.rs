@@ -180,30 +180,40 @@ impl DevicePlugin for PluginService {
         req: Request<AllocateRequest>,
     ) -> Result<Response<AllocateResponse>, Status> {
         let view = self.view.borrow().clone();
-        let mut resp = AllocateResponse::default();
-        for c in req.into_inner().container_requests {
-            let r = allocate::container_response(
-                &self.sysfs,
-                &view.pool,
-                &c.devices_ids,
-                self.cdi,
-                self.ledger.as_ref(),
-            )
-            .map_err(|e| {
-                log::warn(&format!(
-                    "{}: allocate {:?}: {e}",
-                    view.pool.resource, c.devices_ids
+        let (sysfs, cdi, ledger) = (self.sysfs.clone(), self.cdi, self.ledger.clone());
+        let requests = req.into_inner().container_requests;
+        // Off the runtime: an early bind waits for the device's lock and the kernel.
+        tokio::task::spawn_blocking(move || {
+            let mut resp = AllocateResponse::default();
+            for c in requests {
+                let r = allocate::container_response(
+                    &sysfs,
+                    &view.pool,
+                    &c.devices_ids,
+                    cdi,
+                    ledger.as_ref(),
+                )
+                .map_err(|e| {
+                    log::warn(&format!(
+                        "{}: allocate {:?}: {e}",
+                        view.pool.resource, c.devices_ids
+                    ));
+                    match e {
+                        NodeError::Refused(msg) => Status::failed_precondition(msg),
+                        e => Status::invalid_argument(e.to_string()),
+                    }
+                })?;
+                log::info(&format!(
+                    "{}: allocated {}",
+                    view.pool.resource,
+                    c.devices_ids.join(",")
                 ));
-                Status::invalid_argument(e.to_string())
-            })?;
-            log::info(&format!(
-                "{}: allocated {}",
-                view.pool.resource,
-                c.devices_ids.join(",")
-            ));
-            resp.container_responses.push(r);
-        }
-        Ok(Response::new(resp))
+                resp.container_responses.push(r);
+            }
+            Ok(Response::new(resp))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("allocate: {e}")))?
     }
 
     async fn pre_start_container(
@@ -262,6 +272,31 @@ pub async fn register(
     Ok(())
 }
 
+/// Listens on a unix socket at `path` that only its owner may connect to,
+/// whatever the umask: the socket is given mode 0600 before bind(2), which
+/// creates the file with that mode less the umask (which can only take
+/// bits away), and the file is set to 0600 again once it exists.
+pub fn listen_owner_only(path: &Path) -> std::io::Result<UnixListener> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use nix::sys::stat::{fchmod, Mode};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::PermissionsExt;
+
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listen(&fd, Backlog::new(1024)?)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+}
+
 /// Identity of a file: its inode and change time, so a socket deleted and
 /// created again is noticed even when the inode number is reused.
 fn identity(p: &Path) -> Option<(u64, i64, i64)> {
@@ -300,7 +335,7 @@ pub async fn run(
             return;
         }
         let _ = std::fs::remove_file(&sock);
-        let listener = match UnixListener::bind(&sock) {
+        let listener = match listen_owner_only(&sock) {
             Ok(l) => l,
             Err(e) => {
                 log::warn(&format!(

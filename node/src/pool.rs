@@ -163,9 +163,14 @@ fn candidates(sysfs: &Sysfs) -> Result<Vec<Candidate>> {
     Ok(out)
 }
 
-/// Finds every pool's devices. `claimed` are the devices the CNI ledger
-/// says pods hold (they are on vfio-pci now whatever driver they had).
-pub fn discover(sysfs: &Sysfs, cfg: &Config, claimed: &BTreeSet<String>) -> Result<Vec<Pool>> {
+/// Finds every pool's devices. `held` says which devices the CNI ledger
+/// says pods hold, or may hold (they are on vfio-pci now whatever driver
+/// they had).
+pub fn discover(
+    sysfs: &Sysfs,
+    cfg: &Config,
+    held: impl Fn(PciAddress) -> bool,
+) -> Result<Vec<Pool>> {
     let cands = candidates(sysfs)?;
     let mut taken = BTreeSet::new();
     let mut pools = Vec::new();
@@ -175,7 +180,7 @@ pub fn discover(sysfs: &Sysfs, cfg: &Config, claimed: &BTreeSet<String>) -> Resu
             if taken.contains(&c.dev.addr) {
                 continue;
             }
-            let held = claimed.contains(&c.dev.addr.to_string());
+            let held = held(c.dev.addr);
             if pc.selectors.is_empty() || !pc.selectors.iter().any(|s| selector_matches(s, c, held))
             {
                 continue;
@@ -207,6 +212,8 @@ pub enum Unhealthy {
     PfGone,
     /// Bound to a driver that is neither its own nor vfio-pci.
     OtherDriver(String),
+    /// Its claim in the CNI ledger does not read: a pod may hold it.
+    ClaimUnreadable,
 }
 
 impl HealthChecker {
@@ -322,7 +329,7 @@ mod tests {
             {"resourceName": "a", "selectors": {"pfNames": ["ens1f0#0,2-3"]}},
             {"resourceName": "b", "resourcePrefix": "x.io", "selectors": {"vendors": ["8086"], "devices": ["10ca"], "drivers": ["igbvf"]}}
         ]}"#);
-        let pools = discover(&Sysfs::new(node.root()), &c, &BTreeSet::new()).unwrap();
+        let pools = discover(&Sysfs::new(node.root()), &c, |_| false).unwrap();
         let names = |p: &Pool| {
             p.devices
                 .iter()
@@ -353,7 +360,7 @@ mod tests {
         let c = cfg(r#"{"resourceList": [
             {"resourceName": "a", "selectors": [{"rootDevices": ["0000:02:00.0"]}, {"pciAddresses": ["0000:01:10.6"]}]}
         ]}"#);
-        let pools = discover(&Sysfs::new(node.root()), &c, &BTreeSet::new()).unwrap();
+        let pools = discover(&Sysfs::new(node.root()), &c, |_| false).unwrap();
         let got: Vec<_> = pools[0]
             .devices
             .iter()
@@ -371,10 +378,9 @@ mod tests {
         let c = cfg(
             r#"{"resourceList": [{"resourceName": "a", "selectors": {"drivers": ["igbvf"], "pfNames": ["ens1f0"]}}]}"#,
         );
-        let none = discover(&sysfs, &c, &BTreeSet::new()).unwrap();
+        let none = discover(&sysfs, &c, |_| false).unwrap();
         assert_eq!(none[0].devices.len(), 3);
-        let held = BTreeSet::from([vf.to_string()]);
-        let all = discover(&sysfs, &c, &held).unwrap();
+        let all = discover(&sysfs, &c, |a| a == vf).unwrap();
         assert_eq!(all[0].devices.len(), 4);
     }
 
@@ -385,7 +391,7 @@ mod tests {
         let c = cfg(
             r#"{"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["ens1f0#0-1"]}}]}"#,
         );
-        let pools = discover(&sysfs, &c, &BTreeSet::new()).unwrap();
+        let pools = discover(&sysfs, &c, |_| false).unwrap();
         let hc = HealthChecker::new(&sysfs);
         let check = || hc.check(&pools[0], &mut BTreeMap::new());
         assert_eq!(check(), [Ok(()), Ok(())]);

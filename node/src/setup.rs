@@ -2,14 +2,43 @@
 //! and per-VF MAC and spoofchk through the PF (`ip link set <pf> vf N mac M
 //! spoofchk off`, as seed 003 does by hand). Applied at start and on every
 //! reload; only what differs is changed, so applying twice changes nothing.
+//!
+//! Changing a non-zero `sriov_numvfs` destroys every VF of the PF, so it
+//! fails closed: it waits while any VF is held (see [`crate::holders`]) or
+//! while who holds them cannot be known, and the daemon tries again later.
 
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
 
+use ledger::Ledger;
 use netlink::{MacAddr, VfAttr, VfNetlink};
 use vfio::{PciAddress, Sysfs};
 
 use crate::config::{NodeSetup, PfSetup};
 use crate::error::NodeError;
+use crate::holders::InUse;
+
+/// How long node setup waits for a CNI command to finish with a VF.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Where node setup learns who holds the VFs it would destroy.
+#[derive(Debug, Clone)]
+pub struct Guard<'a> {
+    /// The CNI ledger: claims, and the per-device locks.
+    pub ledger: &'a Ledger,
+    /// The kubelet's device-plugins directory, with its checkpoint.
+    pub kubelet_dir: &'a Path,
+    /// The drivers the pools select VFs on.
+    pub pool_drivers: BTreeSet<String>,
+}
+
+fn waits(pf: &str, msg: impl std::fmt::Display) -> NodeError {
+    NodeError::SetupWaits {
+        pf: pf.to_string(),
+        msg: msg.to_string(),
+    }
+}
 
 fn setup_err(pf: &str, msg: impl std::fmt::Display) -> NodeError {
     NodeError::Setup {
@@ -43,14 +72,17 @@ fn resolve(sysfs: &Sysfs, pf: &PfSetup) -> Result<(PciAddress, String), NodeErro
 }
 
 /// Writes `sriov_numvfs` when it differs. The kernel only changes a
-/// non-zero count through 0, which destroys every VF: refused while a pod
-/// holds one of them.
+/// non-zero count through 0, which destroys every VF: that waits while any
+/// of them is claimed (or its claim does not read), allocated by the
+/// kubelet, or bound to a driver no pool uses, and while the ledger or the
+/// kubelet's checkpoint does not read. Every VF's lock is held from the
+/// check to the write, so no CNI command starts on one meanwhile.
 fn set_numvfs(
     sysfs: &Sysfs,
     addr: PciAddress,
     name: &str,
     want: u32,
-    claimed: &BTreeSet<String>,
+    guard: &Guard<'_>,
 ) -> Result<bool, NodeError> {
     let dev = sysfs.device(addr)?;
     let Some(now) = dev.sriov_numvfs()? else {
@@ -66,27 +98,42 @@ fn set_numvfs(
             format!("numVfs {want} is more than sriov_totalvfs {total}"),
         ));
     }
+    let mut locks = Vec::new();
     if now > 0 {
-        let held: Vec<String> = dev
-            .virtfns()?
-            .into_iter()
-            .map(|(_, a)| a.to_string())
-            .filter(|a| claimed.contains(a))
-            .collect();
-        if !held.is_empty() {
-            return Err(setup_err(
+        let not = format!("not changing sriov_numvfs from {now} to {want}");
+        let vfs = dev.virtfns()?;
+        for (_, vf) in &vfs {
+            locks.push(
+                guard
+                    .ledger
+                    .lock_device(vf, LOCK_WAIT)
+                    .map_err(|e| waits(name, format!("{not}: {e}")))?,
+            );
+        }
+        let in_use = InUse::read(guard.ledger, guard.kubelet_dir, guard.pool_drivers.clone());
+        if let Some(why) = in_use.blind() {
+            return Err(waits(
                 name,
                 format!(
-                    "not changing sriov_numvfs from {now} to {want}: pods hold {}",
-                    held.join(", ")
+                    "{not}, which would destroy its VFs: who holds them cannot be known: {why}"
                 ),
             ));
+        }
+        let mut held = Vec::new();
+        for (_, vf) in &vfs {
+            if let Some(h) = in_use.holder(sysfs, *vf)? {
+                held.push(format!("{vf} is {h}"));
+            }
+        }
+        if !held.is_empty() {
+            return Err(waits(name, format!("{not}: {}", held.join("; "))));
         }
         sysfs.write(&dev.dir().join("sriov_numvfs"), "0")?;
     }
     if want > 0 {
         sysfs.write(&dev.dir().join("sriov_numvfs"), &want.to_string())?;
     }
+    drop(locks);
     Ok(true)
 }
 
@@ -95,7 +142,7 @@ pub fn apply(
     sysfs: &Sysfs,
     setup: &NodeSetup,
     nl: &mut dyn VfNetlink,
-    claimed: &BTreeSet<String>,
+    guard: &Guard<'_>,
 ) -> Vec<NodeError> {
     let mut errors = Vec::new();
     for pf in &setup.pfs {
@@ -107,7 +154,7 @@ pub fn apply(
             }
         };
         if let Some(want) = pf.num_vfs {
-            match set_numvfs(sysfs, addr, &name, want, claimed) {
+            match set_numvfs(sysfs, addr, &name, want, guard) {
                 Ok(true) => crate::log::info(&format!("{name}: sriov_numvfs set to {want}")),
                 Ok(false) => {}
                 Err(e) => errors.push(e),
@@ -148,6 +195,7 @@ fn apply_vf(
 mod tests {
     use super::*;
     use crate::config::{Config, NodeSetup};
+    use ledger::Claim;
     use netlink::RecordingNetlink;
     use vfio::fake::FakeNode;
 
@@ -157,6 +205,21 @@ mod tests {
             .node_setup
     }
 
+    /// A ledger and a kubelet directory under `dir`.
+    fn guard_dirs(dir: &Path) -> (Ledger, std::path::PathBuf) {
+        let kdir = dir.join("kubelet");
+        std::fs::create_dir_all(&kdir).unwrap();
+        (Ledger::new(dir.join("state")), kdir)
+    }
+
+    fn guard<'a>(ledger: &'a Ledger, kdir: &'a Path) -> Guard<'a> {
+        Guard {
+            ledger,
+            kubelet_dir: kdir,
+            pool_drivers: BTreeSet::new(),
+        }
+    }
+
     #[test]
     fn sets_numvfs_mac_and_spoofchk_once() {
         let tmp = tempfile::tempdir().unwrap();
@@ -164,12 +227,14 @@ mod tests {
         node.add_pf("0000:01:00.0".parse().unwrap(), "ens1f0", 2, 8, 0, 10)
             .unwrap();
         let sysfs = node.sysfs();
+        let (ledger, kdir) = guard_dirs(tmp.path());
+        let g = guard(&ledger, &kdir);
         let mut nl = RecordingNetlink::create(tmp.path().join("nl"), &[("ens1f0", 4)]).unwrap();
         let s = setup(
             r#"{"nodeSetup": {"pfs": [{"pfName": "ens1f0", "numVfs": 4,
                 "vfs": [{"index": 1, "mac": "02:00:00:00:00:11", "spoofchk": "off"}]}]}}"#,
         );
-        assert!(apply(&sysfs, &s, &mut nl, &BTreeSet::new()).is_empty());
+        assert!(apply(&sysfs, &s, &mut nl, &g).is_empty());
         let writes: Vec<String> = node
             .writes()
             .into_iter()
@@ -188,29 +253,39 @@ mod tests {
         assert_eq!(vf1.mac.to_string(), "02:00:00:00:00:11");
         assert_eq!(vf1.spoofchk, Some(false));
         // Idempotent: nothing more is written.
-        assert!(apply(&sysfs, &s, &mut nl, &BTreeSet::new()).is_empty());
+        assert!(apply(&sysfs, &s, &mut nl, &g).is_empty());
         assert_eq!(node.writes().len(), 2);
         assert_eq!(nl.calls().len(), 2);
     }
 
     #[test]
-    fn refuses_to_destroy_held_vfs_or_exceed_total() {
+    fn waits_while_vfs_are_held_and_refuses_more_than_total() {
         let tmp = tempfile::tempdir().unwrap();
-        let node = FakeNode::new(tmp.path()).unwrap();
+        let node = FakeNode::new(tmp.path().join("root")).unwrap();
         let pf = node
             .add_pf("0000:01:00.0".parse().unwrap(), "ens1f0", 2, 8, 0, 10)
             .unwrap();
         let sysfs = node.sysfs();
+        let (ledger, kdir) = guard_dirs(tmp.path());
         let mut nl = RecordingNetlink::create(tmp.path().join("nl"), &[]).unwrap();
-        let held = BTreeSet::from([pf.vfs[0].to_string()]);
-        let errs = apply(
-            &sysfs,
-            &setup(r#"{"nodeSetup": {"pfs": [{"pciAddress": "0000:01:00.0", "numVfs": 3}]}}"#),
-            &mut nl,
-            &held,
+        let holder = Claim {
+            network: "dpdk-net".into(),
+            container_id: "c0ffee".into(),
+            ifname: "net1".into(),
+        };
+        ledger.set_claim(pf.vfs[0], &holder).unwrap();
+        let three =
+            setup(r#"{"nodeSetup": {"pfs": [{"pciAddress": "0000:01:00.0", "numVfs": 3}]}}"#);
+        let errs = apply(&sysfs, &three, &mut nl, &guard(&ledger, &kdir));
+        assert!(
+            matches!(errs[0], NodeError::SetupWaits { .. }),
+            "{}",
+            errs[0]
         );
         assert!(
-            errs[0].to_string().contains("pods hold 0000:01:10.0"),
+            errs[0]
+                .to_string()
+                .contains("not changing sriov_numvfs from 2 to 3: 0000:01:10.0 is claimed by container c0ffee"),
             "{}",
             errs[0]
         );
@@ -218,13 +293,41 @@ mod tests {
             &sysfs,
             &setup(r#"{"nodeSetup": {"pfs": [{"pfName": "ens1f0", "numVfs": 9}]}}"#),
             &mut nl,
-            &held,
+            &guard(&ledger, &kdir),
         );
+        assert!(matches!(errs[0], NodeError::Setup { .. }), "{}", errs[0]);
         assert!(
             errs[0].to_string().contains("sriov_totalvfs 8"),
             "{}",
             errs[0]
         );
+        // A CNI command working on a VF: wait for it.
+        ledger.release_claim(pf.vfs[0], &holder).unwrap();
+        let busy = ledger.lock_device(&pf.vfs[1], Duration::ZERO).unwrap();
+        let errs = apply(&sysfs, &three, &mut nl, &guard(&ledger, &kdir));
+        assert!(errs[0].to_string().contains("locked"), "{}", errs[0]);
         assert!(node.writes().is_empty());
+        drop(busy);
+        assert!(apply(&sysfs, &three, &mut nl, &guard(&ledger, &kdir)).is_empty());
+        assert_eq!(node.writes().len(), 2);
+    }
+
+    #[test]
+    fn from_zero_nothing_is_destroyed_and_nothing_is_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let node = FakeNode::new(tmp.path().join("root")).unwrap();
+        node.add_pf("0000:01:00.0".parse().unwrap(), "ens1f0", 0, 8, 0, 10)
+            .unwrap();
+        let sysfs = node.sysfs();
+        let (ledger, kdir) = guard_dirs(tmp.path());
+        // Even with the ledger unreadable: no VF exists to be held.
+        let devices = tmp.path().join("state/devices");
+        std::fs::create_dir_all(&devices).unwrap();
+        std::fs::write(devices.join("0000:01:10.0.json"), "{").unwrap();
+        let mut nl = RecordingNetlink::create(tmp.path().join("nl"), &[]).unwrap();
+        let s = setup(r#"{"nodeSetup": {"pfs": [{"pfName": "ens1f0", "numVfs": 2}]}}"#);
+        assert!(apply(&sysfs, &s, &mut nl, &guard(&ledger, &kdir)).is_empty());
+        let writes: Vec<String> = node.writes().into_iter().map(|(_, d)| d).collect();
+        assert_eq!(writes, ["2"]);
     }
 }

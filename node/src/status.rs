@@ -20,7 +20,7 @@ pub fn render(sysfs: &Sysfs, cfg: Option<&Config>, claims: &[(String, Claim)]) -
     let holder: BTreeMap<&str, &Claim> = claims.iter().map(|(a, c)| (a.as_str(), c)).collect();
     let mut pool_of: BTreeMap<String, String> = BTreeMap::new();
     if let Some(cfg) = cfg {
-        for p in pool::discover(sysfs, cfg, &claimed)? {
+        for p in pool::discover(sysfs, cfg, |a| claimed.contains(&a.to_string()))? {
             for d in &p.devices {
                 pool_of.insert(d.addr.to_string(), p.resource.clone());
             }

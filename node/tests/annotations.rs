@@ -176,3 +176,37 @@ async fn node_annotations_follow_the_ledger() {
         "true"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_claim_that_cannot_be_read_is_not_counted_free() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let _node = two_pf_node(&root, 2);
+    let cfg = tmp.path().join("config.json");
+    fs::write(&cfg, r#"{"resourceList": [{"resourceName": "vf", "selectors": {"pfNames": ["ens1f0", "ens2f0"]}}]}"#).unwrap();
+    let state = tmp.path().join("state");
+    let ledger = Ledger::new(&state);
+    ledger
+        .set_claim("0000:01:10.0".parse().unwrap(), &claim("c0"))
+        .unwrap();
+    // A claim file cut short (a crash, a full disk): someone holds 0000:81:10.2.
+    let broken = state.join("devices/0000:81:10.2.json");
+    fs::write(&broken, r#"{"network": "dpdk-net", "containerID": "c1""#).unwrap();
+    let (url, mut rx) = api_server(0).await;
+    let _d = Daemon::start(
+        &root,
+        &cfg,
+        &tmp.path().join("kubelet"),
+        &state,
+        &["--api-server", &url, "--node-name", "worker-1"],
+    );
+    let s = next(&mut rx, Duration::from_secs(10)).await;
+    let ann = &s.body["metadata"]["annotations"];
+    assert_eq!(ann["sriov/vfCount"], "2", "{ann}");
+    assert_eq!(ann["dpdk-cni.io/free-vfs-by-pool"], r#"{"intel.com/vf":2}"#);
+
+    // Its pod's DEL removes it: free again.
+    fs::remove_file(&broken).unwrap();
+    let s = next(&mut rx, Duration::from_secs(3)).await;
+    assert_eq!(s.body["metadata"]["annotations"]["sriov/vfCount"], "3");
+}

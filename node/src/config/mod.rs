@@ -60,6 +60,15 @@ fn default_cdi_dir() -> PathBuf {
 }
 
 impl Config {
+    /// The drivers the pools select devices on (their selectors' `drivers`).
+    pub fn pool_drivers(&self) -> BTreeSet<String> {
+        self.resource_list
+            .iter()
+            .flat_map(|p| &p.selectors)
+            .flat_map(|s| s.drivers.iter().cloned())
+            .collect()
+    }
+
     /// Parses and checks a config.
     pub fn parse(path: &Path, data: &[u8]) -> Result<Config> {
         let bad = |msg: String| NodeError::Config {

@@ -129,28 +129,58 @@ impl Daemon {
         state: &Path,
         extra: &[&str],
     ) -> Daemon {
-        require_test_hooks();
+        Daemon::spawn(Daemon::command(root, config, kubelet_dir, state, extra))
+    }
+
+    /// The daemon's command line as `start` runs it, to adjust before `spawn`.
+    pub fn command(
+        root: &Path,
+        config: &Path,
+        kubelet_dir: &Path,
+        state: &Path,
+        extra: &[&str],
+    ) -> Command {
         let mut cmd = Command::new(daemon_bin());
-        cmd.arg("--sysfs-root")
-            .arg(root)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .arg("--kubelet-dir")
-            .arg(kubelet_dir)
-            .arg("--state-dir")
-            .arg(state)
-            .arg("--emulated-kernel")
-            .args(extra)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("NODE_NAME")
-            .stdin(Stdio::null());
-        if std::env::var_os("DPDK_CNI_NODE_QUIET").is_some() {
-            cmd.stderr(Stdio::null());
-        }
+        daemon_args(&mut cmd, root, config, kubelet_dir, state, extra);
+        cmd
+    }
+
+    /// The same, run under `umask <mask>` (set by a shell that then execs the daemon).
+    pub fn command_with_umask(
+        mask: &str,
+        root: &Path,
+        config: &Path,
+        kubelet_dir: &Path,
+        state: &Path,
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
+            .arg(daemon_bin());
+        daemon_args(&mut cmd, root, config, kubelet_dir, state, extra);
+        cmd
+    }
+
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        require_test_hooks();
         Daemon {
             child: cmd.spawn().expect("start dpdk-cni-node"),
         }
+    }
+
+    /// Starts the daemon with its log (stderr) in `log`.
+    pub fn start_logged(
+        root: &Path,
+        config: &Path,
+        kubelet_dir: &Path,
+        state: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> Daemon {
+        let mut cmd = Daemon::command(root, config, kubelet_dir, state, extra);
+        cmd.stderr(std::fs::File::create(log).unwrap());
+        Daemon::spawn(cmd)
     }
 
     pub fn pid(&self) -> u32 {
@@ -158,10 +188,54 @@ impl Daemon {
     }
 }
 
+fn daemon_args(
+    cmd: &mut Command,
+    root: &Path,
+    config: &Path,
+    kubelet_dir: &Path,
+    state: &Path,
+    extra: &[&str],
+) {
+    cmd.arg("--sysfs-root")
+        .arg(root)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--kubelet-dir")
+        .arg(kubelet_dir)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--emulated-kernel")
+        .args(extra)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("NODE_NAME")
+        .stdin(Stdio::null());
+    if std::env::var_os("DPDK_CNI_NODE_QUIET").is_some() {
+        cmd.stderr(Stdio::null());
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until a line of the log file contains every one of `needles`;
+/// returns that line.
+pub fn wait_for_log(log: &Path, needles: &[&str], within: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return l.to_string();
+        }
+        assert!(
+            start.elapsed() < within,
+            "timed out waiting for a line with {needles:?} in the daemon's log:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
