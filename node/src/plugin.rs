@@ -275,7 +275,9 @@ pub async fn register(
 /// Listens on a unix socket at `path` that only its owner may connect to,
 /// whatever the umask: the socket is given mode 0600 before bind(2), which
 /// creates the file with that mode less the umask (which can only take
-/// bits away), and the file is set to 0600 again once it exists.
+/// bits away), and the file is set to 0600 again once it exists. It is
+/// bound under a temporary name and renamed into place once it listens, so
+/// whoever sees `path` can connect.
 pub fn listen_owner_only(path: &Path) -> std::io::Result<UnixListener> {
     use nix::sys::socket::{
         bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
@@ -291,9 +293,15 @@ pub fn listen_owner_only(path: &Path) -> std::io::Result<UnixListener> {
         None,
     )?;
     fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
-    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    bind(fd.as_raw_fd(), &UnixAddr::new(&tmp)?)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     listen(&fd, Backlog::new(1024)?)?;
+    std::fs::rename(&tmp, path)?;
     UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }
 
