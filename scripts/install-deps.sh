@@ -10,6 +10,7 @@ PKGS=(
   containernetworking-plugins                 # real IPAM plugins (host-local, static) and host-device
   dpdk-dev libdpdk-dev                        # dpdk-testpmd, headers and pkg-config files
   busybox-static cpio kmod                    # the test guest's initramfs
+  bats bats-assert bats-support               # the guest scenarios (tests/vm/scenarios/*.bats)
   buildah                                     # the container image (docker/build-image.sh)
 )
 # From bookworm-backports: QEMU 10 has the igb (82576) SR-IOV model.
