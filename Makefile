@@ -7,7 +7,7 @@ CARGO ?= cargo
 
 DPDK_TARGET := $(CURDIR)/target/dpdk
 
-.PHONY: help deps plugin demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image
+.PHONY: help deps plugin plugin-hooks demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ deps: ## install the Debian packages (QEMU from bookworm-backports, DPDK, CNI pl
 
 plugin: ## build the static dpdk-cni binary (target/x86_64-unknown-linux-gnu/release/dpdk-cni)
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --target $(TARGET)
+
+plugin-hooks: ## the same with test hooks (failpoints), for the guest's crash scenario (target/hooks/...)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --features test-hooks --target $(TARGET) --target-dir target/hooks
 
 demo: deps plugin ## boot the SR-IOV guest and attach VFs to DPDK pods (testpmd, dpdk-fwd), narrated
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
@@ -32,7 +35,7 @@ lint: ## cargo fmt --check and clippy with warnings denied
 unit-test: ## unit tests, fake-node tests of the binary, netns and IPAM tests (root)
 	$(CARGO) test --locked --workspace
 
-vm-test: plugin ## every QEMU guest scenario in one boot
+vm-test: plugin plugin-hooks ## every QEMU guest scenario in one boot (bats, TAP output)
 	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	VM_TIMEOUT=$${VM_TIMEOUT:-900} tests/vm/run.sh tests/vm/scenarios/all.sh
