@@ -23,7 +23,7 @@ CNI_IFNAME_DEFAULT=net1
 POD_HUGEDIR=/pod/hugepages                          # the container's hugetlbfs mount
 CNI_BIN=""                                          # set by cni_stage
 CNI_WORK=${CNI_WORK:-/tmp/cni-vm}
-mkdir -p "$CNI_WORK"
+[ -d "$CNI_WORK" ] || mkdir -p "$CNI_WORK"
 
 command -v jq >/dev/null || fail "jq is missing on the host (tests/vm/prepare.sh installs it)"
 # Plain output: the console is a tty, and colours would garble logs.

@@ -15,7 +15,10 @@
 
 set -euo pipefail
 
-VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# (No process: a bats test sources this file again in every test.)
+VM_LIB_DIR=${BASH_SOURCE[0]%/*}
+[ "$VM_LIB_DIR" != "${BASH_SOURCE[0]}" ] || VM_LIB_DIR=.
+[[ "$VM_LIB_DIR" == /* ]] || VM_LIB_DIR=$PWD/$VM_LIB_DIR
 PF_VENDOR=0x8086
 PF_DEVICE=0x10c9        # 82576 PF, emulated by QEMU's -device igb
 VF_DRIVER=igbvf
