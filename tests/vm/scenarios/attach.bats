@@ -41,27 +41,18 @@ teardown_file() {
 setup() { scenario_setup chain; }
 teardown() { scenario_teardown; }
 
-@test "before ADD: VF 0 is on igbvf with a netdev" {
+@test "ADD: the result names VF 0; the PF reports its MAC, VLAN 100, spoofchk off, trust on; VF 0 is on vfio-pci" {
+    # before ADD
     assert_equal "$(pci_driver "$VF0")" "$VF_DRIVER"
     assert_not_equal "$NETDEV_BEFORE" ""
-}
 
-@test "ADD: the result names VF 0, the MAC and the pod's netns" {
     log "ADD $POD: $CONF"
     cni_add "$POD" net1 "$CONF"
     assert_cni_ok "ADD $VF0 for $POD"
     jq . <<< "$CNI_OUT"
-    assert_equal "$(jq -r '.interfaces[0].pciID' <<< "$CNI_OUT")" "$VF0"
-    assert_equal "$(jq -r '.interfaces[0].mac' <<< "$CNI_OUT")" "$MAC"
-    assert_equal "$(jq -r '.interfaces[0].sandbox' <<< "$CNI_OUT")" "/var/run/netns/$POD"
-}
-
-@test "ADD: the PF reports VF 0's MAC, VLAN 100, spoofchk off, trust on" {
+    assert_equal "$(jq -r '.interfaces[0] | "\(.pciID) \(.mac) \(.sandbox)"' <<< "$CNI_OUT")" "$VF0 $MAC /var/run/netns/$POD"
     assert_vf 0 --arg mac "$MAC" \
         '.address == $mac and .vlan_list[0].vlan == 100 and .spoofchk == false and .trust == true'
-}
-
-@test "ADD: VF 0 is on vfio-pci with /dev/vfio/<group> and no netdev" {
     assert_equal "$(pci_driver "$VF0")" vfio-pci
     assert [ -c "/dev/vfio/$GROUP" ]
     assert_equal "$(vf_ifname 0)" ""
@@ -71,12 +62,9 @@ teardown() { scenario_teardown; }
     INFO=$(devinfo_path "$POD")
     assert [ -s "$INFO" ]
     jq . "$INFO"
-    assert_equal "$(devinfo_get "$INFO" pci-address)" "$VF0"
-    assert_equal "$(devinfo_get "$INFO" pf-pci-address)" "$PF_BDF"
-    assert_equal "$(devinfo_get "$INFO" iommu-group)" "$GROUP"
-    assert_equal "$(devinfo_get "$INFO" vfio-device)" "/dev/vfio/$GROUP"
-    assert_equal "$(devinfo_get "$INFO" numa-node)" "$(< "/sys/bus/pci/devices/$VF0/numa_node")"
-    assert_equal "$(devinfo_get "$INFO" original-driver)" "$VF_DRIVER"
+    # pci-address, pf-pci-address, iommu-group, vfio-device, numa-node (sysfs), original-driver
+    assert_equal "$(jq -r '.pci | [."pci-address", ."pf-pci-address", ."iommu-group", ."vfio-device", ."numa-node", ."original-driver"] | map(tostring) | join(" ")' "$INFO")" \
+        "$VF0 $PF_BDF $GROUP /dev/vfio/$GROUP $(< "/sys/bus/pci/devices/$VF0/numa_node") $VF_DRIVER"
     assert_not_equal "$(ledger_files)" ""
 }
 
@@ -91,24 +79,19 @@ teardown() { scenario_teardown; }
     assert_regex "$(grep -a 'Port 0: ' "$CNI_WORK/$POD.log" | head -n1)" "Port 0: ${MAC^^}"
 }
 
-@test "DEL: VF 0 is back on igbvf with its netdev name and its vfinfo entry from before ADD" {
+@test "DEL: VF 0 is back on igbvf with its netdev name, its vfinfo entry from before ADD and an unpinned MAC; no state" {
     cni_del "$POD" net1 "$CONF"
     assert_cni_ok "DEL $VF0 for $POD"
     assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "after DEL"
     assert_equal "$(vf_ifname 0)" "$NETDEV_BEFORE"
-    log "after DEL: $(vf_info 0)"
-}
-
-@test "DEL: VF 0's MAC is its driver's choice again (not pinned by the PF)" {
-    # (vf_mac_pinned fails the test by itself if the PF never answers.)
+    # VF 0's MAC is its driver's choice again (vf_mac_pinned fails the test
+    # by itself if the PF never answers).
     if vf_mac_pinned 0; then
         fail "VF 0's MAC is pinned by the PF after DEL; its driver chose it before ADD"
     fi
-}
-
-@test "DEL: /dev/vfio/<group>, the ledger and the device-info file are gone" {
     refute [ -e "/dev/vfio/$GROUP" ]
     assert_no_state
+    log "after DEL: $(vf_info 0)"
 }
 
 @test "a second DEL succeeds and leaves no state" {

@@ -27,25 +27,19 @@ teardown_file() {
 setup() { scenario_setup chain; }
 teardown() { scenario_teardown; }
 
-@test "ADD VF 0 (vlan 100, mac, spoofchk off, trust on)" {
+@test "CHECK passes on a good attachment (ADD of VF 0: vlan 100, mac, spoofchk off, trust on)" {
     cni_add "$POD" net1 "$CONF"
     assert_cni_ok "ADD"
     CHECK_CONF=$(jq -c --argjson r "$CNI_OUT" '. + {prevResult: $r}' <<< "$CONF")
     share CHECK_CONF
-}
-
-@test "CHECK passes on a good attachment" {
     cni_check "$POD" net1 "$CHECK_CONF"
     assert_cni_ok "CHECK on a good attachment"
 }
 
-@test "CHECK fails with 107 after VF 0's VLAN is changed behind the plugin's back" {
+@test "CHECK fails with 107 after VF 0's VLAN is changed behind the plugin's back, passes once it is put back" {
     ip link set "$PF" vf 0 vlan 200
     cni_check "$POD" net1 "$CHECK_CONF"
     assert_cni_err 107 "CHECK after the VLAN drifted" "vlan"
-}
-
-@test "CHECK passes again once the VLAN is put back" {
     ip link set "$PF" vf 0 vlan 100
     cni_check "$POD" net1 "$CHECK_CONF"
     assert_cni_ok "CHECK once the VLAN is back"
@@ -58,14 +52,11 @@ teardown() { scenario_teardown; }
     assert_cni_err 107 "CHECK after the rogue rebind" "igbvf"
 }
 
-@test "DEL after the rogue rebind restores VF 0 fully" {
+@test "DEL after the rogue rebind restores VF 0 fully; CHECK after DEL fails with 3" {
     cni_del "$POD" net1 "$CONF"
     assert_cni_ok "DEL after the rogue rebind"
     assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "after DEL"
     assert_no_state
-}
-
-@test "CHECK after DEL fails with 3 (no such attachment)" {
     cni_check "$POD" net1 "$CHECK_CONF"
     assert_cni_err 3 "CHECK after DEL (no such attachment)"
 }

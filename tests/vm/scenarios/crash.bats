@@ -58,38 +58,26 @@ crash_add() {
     log "after the crash: $(device_state "$VF0"); $(vf_info 0)"
 }
 
-@test "ADD killed after unbind: VF 0 has no driver, its settings and a pending record stay" {
+@test "ADD killed after unbind leaves VF 0 without a driver; DEL restores it fully, a second DEL succeeds" {
     crash_add pod-crash-del
-}
-
-@test "DEL after the crash restores VF 0 fully" {
     cni_del pod-crash-del net1 "$CONF"
     assert_cni_ok "DEL after the crash"
     assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "crash + DEL"
     assert_no_state
     assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crash + DEL"
-}
-
-@test "a second DEL after the crash succeeds" {
     cni_del pod-crash-del net1 "$CONF"
     assert_cni_ok "second DEL"
     pod_delete pod-crash-del
 }
 
-@test "ADD killed after unbind again, for the GC case" {
+@test "the same crash, then GC with no valid attachments restores VF 0 fully; a second GC and the runtime's DEL change nothing" {
     crash_add pod-crash-gc
-}
-
-@test "GC with no valid attachments restores VF 0 fully" {
     log "GC: $GC_CONF"
     cni_gc "$GC_CONF"
     assert_cni_ok "GC with no valid attachments"
     assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "crash + GC"
     assert_no_state
     assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crash + GC"
-}
-
-@test "a second GC and the runtime's DEL after GC change nothing" {
     cni_gc "$GC_CONF"
     assert_cni_ok "second GC (nothing to release)"
     cni_del pod-crash-gc net1 "$CONF"

@@ -48,7 +48,7 @@ conf() { netconf "$1" --arg mac "$2" '. + {vlan: 100, mac: $mac, spoofchk: "off"
     cni_add pod-gen net1 "$CONF2"; assert_cni_ok "ADD $VF2 for pod-gen as net1"
 }
 
-@test "dpdk-fwd with no EAL arguments runs in pod-fwd while testpmd in pod-gen sends to VF 0" {
+@test "dpdk-fwd with no EAL arguments finds pod-fwd's two VFs from its annotation and forwards what testpmd in pod-gen sends to VF 0" {
     G0=$(iommu_group "$VF0"); G1=$(iommu_group "$VF1")
     # The pod's network-status annotation, as Multus writes it.
     ANNOTATIONS=$CNI_WORK/pod-fwd.annotations
@@ -64,20 +64,15 @@ conf() { netconf "$1" --arg mac "$2" '. + {vlan: 100, mac: $mac, spoofchk: "off"
     testpmd_stop pod-gen
     grep -a -E '^(discovery|eal-args|stats|fwd-result)' "$FWD_LOG" || tail -n 30 "$FWD_LOG"
     assert_equal "$rc" 0
-}
 
-@test "discovery: both VFs of pod-fwd from the annotation, none of pod-gen, a hugetlbfs mount, a file prefix" {
+    # discovery: both VFs of pod-fwd, none of pod-gen, a hugetlbfs mount, a file prefix
     EAL=$(grep -a '^eal-args: ' "$FWD_LOG")
-    echo "$EAL"
     assert_regex "$EAL" "-a $VF0"
     assert_regex "$EAL" "-a $VF1"
     refute_regex "$EAL" "-a $VF2"
     assert_regex "$EAL" "--huge-dir /"
     assert_regex "$EAL" "--file-prefix "
-}
-
-@test "dpdk-fwd received on port 0, forwarded and transmitted on port 1" {
-    grep -a '^fwd-result' "$FWD_LOG"
+    # received on port 0 (from pod-gen), forwarded, transmitted on port 1
     assert [ "$(fwd_result "$FWD_LOG" rx)" -gt 0 ]
     assert [ "$(fwd_result "$FWD_LOG" forwarded)" -gt 0 ]
     assert [ "$(fwd_result "$FWD_LOG" tx)" -gt 0 ]

@@ -50,32 +50,25 @@ teardown_file() {
 setup() { scenario_setup chain; }
 teardown() { scenario_teardown; }
 
-@test "before ADD: VF 0's netdev took the MAC the PF pinned" {
+@test "ADD VF 0 (its MAC pinned) for pod-a and VF 1 for pod-b as netdevs: VF 0's netdev is pod-a's net1 with the ADD's MAC, MTU 1400 and its address" {
+    # before ADD: VF 0's netdev took the MAC the PF pinned
     assert_equal "$(netdev_mac "$IF0")" "$PIN0"
     vf_mac_pinned 0 || fail "VF 0's MAC is not pinned after the PF set it"
-}
 
-@test "ADD VF 0 for pod-a and VF 1 for pod-b as netdevs with host-local IPAM" {
     cni_add pod-a net1 "$CONF_A"; assert_cni_ok "ADD $VF0 ($IF0) as a netdev for pod-a"
     jq -c . <<< "$CNI_OUT"
     IP_A=$(jq -r '.ips[0].address' <<< "$CNI_OUT")
     cni_add pod-b net1 "$CONF_B"; assert_cni_ok "ADD $VF1 ($IF1) as a netdev for pod-b"
     IP_B=$(jq -r '.ips[0].address' <<< "$CNI_OUT")
     share IP_A IP_B
-}
 
-@test "VF 0's netdev is net1 in pod-a with the ADD's MAC, MTU 1400 and its address" {
-    refute ip link show "$IF0"
+    refute ip link show "$IF0"      # gone from the node
     ip -n pod-a -j link show net1 | jq -c .
-    assert_equal "$(ip -n pod-a -j link show net1 | jq -r '.[0].mtu')" 1400
-    assert_equal "$(netdev_mac net1 pod-a)" 02:00:00:00:01:0a
+    assert_equal "$(ip -n pod-a -j link show net1 | jq -r '.[0] | "\(.mtu) \(.address)"')" "1400 02:00:00:00:01:0a"
     assert_equal "$(ip -n pod-a -j addr show net1 | jq -r '.[0].addr_info[] | select(.family == "inet") | "\(.local)/\(.prefixlen)"')" "$IP_A"
-}
-
-@test "VF 0 stays on igbvf; the device-info file says netdevice and names the af_packet vdev" {
+    # VF 0 stays on igbvf; the device-info file says netdevice and names the af_packet vdev
     assert_equal "$(basename "$(readlink "/sys/bus/pci/devices/$VF0/driver")")" igbvf
-    assert_regex "$(jq -r '.pci["device-type"]' "$(devinfo_path pod-a)")" netdevice
-    assert_regex "$(jq -r '.pci["eal-vdev"]' "$(devinfo_path pod-a)")" "net_af_packet0,iface=net1"
+    assert_regex "$(jq -r '.pci | "\(."device-type") / \(."eal-vdev")"' "$(devinfo_path pod-a)")" "netdevice.* / .*net_af_packet0,iface=net1"
 }
 
 @test "pod-a pings pod-b over two VFs of one PF" {

@@ -173,13 +173,11 @@ pod_testpmd_start() {
     testpmd_launch "$name" "$netns" "$group" "$huge" "$@"
 }
 
-@test "the PF starts without VFs and supports 4" {
+@test "on a PF without VFs (it supports 4) the daemon starts; a kubelet (sim1) gets its registration and an Allocate" {
     refute [ -e "$PFDIR/virtfn0" ]
     assert_equal "$(< "$PFDIR/sriov_numvfs")" 0
     assert [ "$(< "$PFDIR/sriov_totalvfs")" -ge "$NUM_VFS" ]
-}
 
-@test "the daemon starts; a kubelet (sim1) gets its registration and an Allocate" {
     kubelet_sim sim1 --allocate 1
     log "starting dpdk-cni-node run --config $CONFIG --kubelet-dir $KDIR --state-dir $CNI_STATE_DIR"
     (
@@ -211,13 +209,10 @@ pod_testpmd_start() {
     share VFS
 }
 
-@test "Register: version, resource name, endpoint, preferred allocation; the plugin socket exists" {
+@test "Register (version, resource name, endpoint, preferred allocation), the plugin socket; ListAndWatch: exactly the 4 VFs, Healthy, NUMA as sysfs" {
     assert_equal "$(rpc sim1 Register '"\(.request.version) \(.request.resource_name) \(.request.endpoint) \(.request.options.get_preferred_allocation_available)"')" \
         "v1beta1 $RESOURCE $ENDPOINT true"
     assert [ -S "$KDIR/$ENDPOINT" ]
-}
-
-@test "ListAndWatch: exactly the 4 VFs, Healthy, NUMA as sysfs numa_node" {
     # One "ID health topology" line per device, sorted by ID; the expected
     # lines come from sysfs: every VF of the PF, Healthy, its numa_node (null
     # for -1).

@@ -36,18 +36,13 @@ teardown() { scenario_teardown; }
     assert_not_equal "$(iommu_group "$VF1")" "$(iommu_group "$VF0")"
 }
 
-@test "mac, vlan, spoofchk and trust set through the PF show in VF 0's vfinfo entry" {
+@test "VF settings through the PF (mac, vlan, spoofchk, trust) show in VF 0's vfinfo entry and reset to the defaults; igb refuses link-state" {
     log "setting VF 0: mac 02:00:00:00:00:10 vlan 100 spoofchk off trust on"
     ip link set "$PF" vf 0 mac 02:00:00:00:00:10 vlan 100 spoofchk off trust on
     vf_info 0
     assert_vf 0 '.address == "02:00:00:00:00:10" and .vlan_list[0].vlan == 100 and .spoofchk == false and .trust == true'
-}
-
-@test "igb refuses 'state enable'" {
     refute ip link set "$PF" vf 0 state enable
-}
-
-@test "VF 0 resets to the defaults: zero MAC, no VLAN, spoofchk on, trust off" {
+    log "resetting VF 0"
     ip link set "$PF" vf 0 mac 00:00:00:00:00:00 vlan 0 spoofchk on trust off
     vf_info 0
     assert_vf 0 '.address == "00:00:00:00:00:00" and (.vlan_list[0].vlan // 0) == 0 and .spoofchk == true and .trust == false'

@@ -37,36 +37,27 @@ teardown_file() {
 setup() { scenario_setup chain; }
 teardown() { scenario_teardown; }
 
-@test "ADD VF 0 for pod-a and VF 1 for pod-b" {
+@test "ADD VF 0 for pod-a and VF 1 for pod-b: both on vfio-pci in distinct IOMMU groups, with their pods' MACs and VLAN 100" {
     cni_add pod-a net1 "$CONF_A"; assert_cni_ok "ADD $VF0 for pod-a"
     cni_add pod-b net1 "$CONF_B"; assert_cni_ok "ADD $VF1 for pod-b"
-}
-
-@test "both VFs are on vfio-pci, in distinct IOMMU groups, with their /dev/vfio nodes" {
     G0=$(iommu_group "$VF0"); G1=$(iommu_group "$VF1")
     assert_equal "$(pci_driver "$VF0")" vfio-pci
     assert_equal "$(pci_driver "$VF1")" vfio-pci
     assert_not_equal "$G1" "$G0"
     assert [ -c "/dev/vfio/$G0" ]
     assert [ -c "/dev/vfio/$G1" ]
-}
-
-@test "the PF reports each pod's MAC and VLAN 100 on its VF; the ledger holds 2 records and 2 claims" {
     assert_vf 0 --arg mac "$MAC_A" '.address == $mac and .vlan_list[0].vlan == 100'
     assert_vf 1 --arg mac "$MAC_B" '.address == $mac and .vlan_list[0].vlan == 100'
-    assert_equal "$(ledger_files | wc -l)" 4
+    assert_equal "$(ledger_files | wc -l)" 4     # 2 records + 2 claims
 }
 
-@test "a third ADD for VF 0 (pod-c) fails with 101 naming pod-a and changes nothing" {
+@test "a third ADD for VF 0 (pod-c) fails with 101 naming pod-a and changes nothing, nor does the DEL after it" {
     BEFORE=$(node_snapshot)
-    share BEFORE
     pod_create pod-c
     cni_add pod-c net1 "$CONF_C"
     assert_cni_err 101 "ADD of $VF0 (held by pod-a) for pod-c" "pod-a"
     assert_snapshot_eq "$BEFORE" "$(node_snapshot)" "after the refused ADD for pod-c"
-}
-
-@test "the runtime's DEL for pod-c after its failed ADD leaves pod-a's VF alone" {
+    # The runtime calls DEL after a failed ADD: it must not touch pod-a's VF.
     cni_del pod-c net1 "$CONF_C"
     assert_cni_ok "DEL for pod-c after its failed ADD"
     assert_snapshot_eq "$BEFORE" "$(node_snapshot)" "after DEL for pod-c"
