@@ -434,9 +434,18 @@ testpmd_cleanup() {
 # spoof checking on, trust off; no ledger, no device-info file, no pod netns.
 # (VF MACs are left alone: igbvf registered them with the PF at probe time, and
 # a MAC cannot be made "unset by the administrator" again through ip link.)
+# VFs an earlier scenario left elsewhere (vfio-pci, no driver) go back to
+# igbvf first: create_vfs waits for every VF's netdev.
 cni_reset_node() {
-    local n=${1:-2} i bdf pf ns
+    local n=${1:-2} i bdf pf ns link
     for ns in /run/netns/*; do [ -e "$ns" ] && pod_delete "${ns##*/}"; done
+    for link in /sys/bus/pci/devices/"$(pf_bdf)"/virtfn*; do
+        [ -e "$link" ] || continue
+        bdf=$(readlink "$link"); bdf=${bdf##*/}
+        if [ "$(pci_driver "$bdf")" != "$VF_DRIVER" ] || [ -n "$(driver_override "$bdf")" ]; then
+            bind_kernel "$bdf" "$VF_DRIVER"
+        fi
+    done
     create_vfs "$n"
     pf=$(pf_ifname)
     for ((i = 0; i < n; i++)); do
