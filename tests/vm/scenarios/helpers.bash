@@ -61,13 +61,19 @@ scenario_setup() {
     if [ -f "$BATS_FILE_TMPDIR/shared.env" ]; then . "$BATS_FILE_TMPDIR/shared.env"; fi
 }
 
-# scenario_teardown: in teardown().  Stops the testpmd instances the test
-# left running and, if the test failed, marks the chain broken.
+# scenario_teardown: in teardown().  If the test failed: shows the end of the
+# log of every testpmd it left running and marks the chain broken.  Stops
+# those testpmd instances.
 scenario_teardown() {
-    testpmd_cleanup
+    local n
     if [ -z "${BATS_TEST_COMPLETED:-}" ] && [ -z "${BATS_TEST_SKIPPED:-}" ]; then
+        for n in "${TESTPMD_RUNNING[@]}"; do
+            echo "---- testpmd $n: the end of $CNI_WORK/$n.log"
+            { grep -ai 'link\|error\|fail\|warn' "$CNI_WORK/$n.log" | head -n 20; tail -n 12 "$CNI_WORK/$n.log"; } || true
+        done
         echo "an earlier test of this file failed: $BATS_TEST_DESCRIPTION" > "$BATS_FILE_TMPDIR/chain-broken"
     fi
+    testpmd_cleanup
 }
 
 # tap_note MSG...: a line in the TAP stream (a "# " comment), shown whether
