@@ -52,7 +52,7 @@ lint: ## cargo fmt --check and clippy with warnings denied, with and without the
 unit-test: ## unit tests, fake-node tests of the binary (test-hooks build), netns and IPAM tests (root)
 	$(CARGO) test --locked --workspace --features $(TEST_FEATURES)
 
-vm-test: plugin plugin-hooks ## every QEMU guest scenario in one boot
+vm-test: plugin plugin-hooks ## every QEMU guest scenario in one boot (bats, TAP output)
 	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	VM_TIMEOUT=$${VM_TIMEOUT:-900} tests/vm/run.sh tests/vm/scenarios/all.sh

@@ -2,15 +2,18 @@
 # Helpers for scenarios that drive the dpdk-cni plugin in the guest the way a
 # container runtime does.  Source it after lib.sh:
 #
-#   . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-#   . "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#   . "$(dirname "${BASH_SOURCE[0]}")/cni.sh"
+#
+# (the bats scenarios get both through scenarios/helpers.bash).
 #
 # Sections:  the plugin and its calls · netconf · node snapshots and checks ·
 #            pods and testpmd · resetting the node between scenarios.
 #
 # Environment (optional):
 #   DPDK_CNI_BIN   the plugin binary (default: the static release build
-#                  <repo>/target/x86_64-unknown-linux-gnu/release/dpdk-cni)
+#                  <repo>/target/x86_64-unknown-linux-gnu/release/dpdk-cni;
+#                  scenarios/crash.bats sets it to the build with test hooks)
 #   TESTPMD_START_TIMEOUT  seconds to wait for testpmd's first packet (120)
 
 CNI_NETWORK=sriov-dpdk                              # the NAD / network name
@@ -20,7 +23,7 @@ CNI_IFNAME_DEFAULT=net1
 POD_HUGEDIR=/pod/hugepages                          # the container's hugetlbfs mount
 CNI_BIN=""                                          # set by cni_stage
 CNI_WORK=${CNI_WORK:-/tmp/cni-vm}
-mkdir -p "$CNI_WORK"
+[ -d "$CNI_WORK" ] || mkdir -p "$CNI_WORK"
 
 command -v jq >/dev/null || fail "jq is missing on the host (tests/vm/prepare.sh installs it)"
 # Plain output: the console is a tty, and colours would garble logs.
@@ -115,11 +118,49 @@ devinfo_get() { jq -r --arg k "$2" '.pci[$k] | tostring' "$1"; }
 
 # ------------------------------------------- node snapshots and checks ---
 
-# vf_line N [PF_IFNAME]: VF N's line of `ip link show <pf>` (MAC, vlan, qos,
-# spoof checking, link-state, trust), white space squeezed.
+# vf_info N [PF_IFNAME]: VF N's entry in the PF's vfinfo_list (`ip -j link
+# show <pf>`: vf, address, broadcast, vlan_list, rate, spoofchk, link_state,
+# trust...) as compact JSON with sorted keys.  Two entries are equal only if
+# every VF setting the PF reports is.
+vf_info() {
+    local pf=${2:-$(pf_ifname)} out
+    out=$(ip -j link show "$pf" | jq -cS --argjson n "$1" '.[0].vfinfo_list[]? | select(.vf == $n)')
+    [ -n "$out" ] || fail "no VF $1 in the vfinfo_list of ip -j link show $pf"
+    echo "$out"
+}
+
+# vf_field N JQ_FILTER: a field of VF N's entry, raw (e.g. .address,
+# '.vlan_list[0].vlan // 0', .spoofchk, .trust).  (One jq per call: under
+# TCG a jq start costs the better part of a second.)
+vf_field() {
+    local pf
+    pf=$(pf_ifname)
+    ip -j link show "$pf" | jq -r --argjson n "$1" ".[0].vfinfo_list[]? | select(.vf == \$n) | ($2)"
+}
+
+# assert_vf N [JQ_ARGS...] JQ_EXPR: JQ_EXPR is true of VF N's entry (with
+# JQ_ARGS such as --arg before it); the entry is printed if not.
+assert_vf() {
+    local n=$1 pf out
+    shift
+    pf=$(pf_ifname)
+    out=$(ip -j link show "$pf" |
+        jq -cS "${@:1:$#-1}" --argjson vf_index "$n" ".[0].vfinfo_list[]? | select(.vf == \$vf_index) | [(${!#}), .]")
+    [ -n "$out" ] || fail "no VF $n in the vfinfo_list of ip -j link show $pf"
+    [[ "$out" == "[true,"* ]] || fail "VF $n: not true of its vfinfo entry: ${!#}; [result, entry]: $out"
+    pass "VF $n: ${!#}"
+}
+
+# vf_line N [PF_IFNAME]: VF N's line of `ip link show <pf>`, white space
+# squeezed - for people (the demo prints it); checks use vf_info.
 vf_line() {
     local pf=${2:-$(pf_ifname)}
     ip link show "$pf" | grep -E "^[[:space:]]+vf $1 " | tr -s ' \t' ' ' | sed 's/^ //'
+}
+
+# netdev_mac IFNAME [NETNS]: the MAC address of a netdev.
+netdev_mac() {
+    ip ${2:+-n "$2"} -j link show "$1" | jq -r '.[0].address'
 }
 
 # driver_override BDF: its driver_override ("" when unset).
@@ -145,8 +186,8 @@ ledger_files() {
 devinfo_files() { [ ! -d "$CNI_DEVINFO_DIR" ] || find "$CNI_DEVINFO_DIR" -type f | sort; }
 
 # node_snapshot: everything a plugin command could change on the node, as
-# text: for every VF of every igb PF its `ip link` line, driver, override and
-# netdevs; the PFs' drivers and netdevs; the ledger and device-info files with
+# text: for every VF of every igb PF its vfinfo entry (vf_info), driver,
+# override and netdevs; the PFs' drivers and netdevs; the ledger and device-info files with
 # their content hashes; /dev/vfio.
 node_snapshot() {
     local d pf i n f
@@ -155,11 +196,16 @@ node_snapshot() {
         pf=${d##*/}
         device_state "$pf"
         n=(/sys/bus/pci/devices/"$pf"/net/*)
+        # Every VF's vfinfo entry at once, as vf_info prints each.
+        local infos=()
+        if [ -e "${n[0]}" ] && [ "$(< "$d/sriov_numvfs")" != 0 ]; then
+            mapfile -t infos < <(ip -j link show "${n[0]##*/}" | jq -cS '.[0].vfinfo_list // [] | sort_by(.vf)[]')
+        fi
         for ((i = 0; i < $(< "$d/sriov_numvfs"); i++)); do
             local vf
             vf=$(readlink "$d/virtfn$i"); vf=${vf##*/}
             echo "  vf $i: $(device_state "$vf")"
-            [ -e "${n[0]}" ] && echo "  $(vf_line "$i" "${n[0]##*/}")"
+            [ -e "${n[0]}" ] && echo "  vf $i: ${infos[i]:-no vfinfo entry}"
         done
     done
     for f in $(ledger_files) $(devinfo_files); do
@@ -187,16 +233,16 @@ assert_no_state() {
     pass "no ledger (<stateDir>/$CNI_NETWORK/*.json, <stateDir>/devices/*.json) or device-info file left"
 }
 
-# assert_vf_restored BDF VF_INDEX LINE_BEFORE DRIVER_STATE_BEFORE WHAT: the VF
+# assert_vf_restored BDF VF_INDEX INFO_BEFORE DRIVER_STATE_BEFORE WHAT: the VF
 # is back on its kernel driver with its netdev, no driver_override, and its
-# `ip link` VF line is what it was before.
+# vfinfo entry (vf_info: every field) is what it was before.
 assert_vf_restored() {
-    local bdf=$1 idx=$2 line=$3 state=$4 what=$5
+    local bdf=$1 idx=$2 info=$3 state=$4 what=$5
     assert_eq "$VF_DRIVER" "$(pci_driver "$bdf")" "$what: $bdf driver"
     assert_ne "" "$(vf_ifname "$idx")" "$what: $bdf netdev"
     assert_eq "" "$(driver_override "$bdf")" "$what: $bdf driver_override"
     assert_eq "$state" "$(device_state "$bdf")" "$what: $bdf driver/override/netdev as before"
-    assert_eq "$line" "$(vf_line "$idx")" "$what: VF $idx line of ip link show (MAC, vlan, spoofchk, trust)"
+    assert_eq "$info" "$(vf_info "$idx")" "$what: VF $idx vfinfo entry of ip -j link show (MAC, vlan, spoofchk, trust...)"
 }
 
 # ----------------------------------------------------- pods and testpmd ---
@@ -230,17 +276,17 @@ eal_args() {
 
 # vf_mac_pinned IDX: succeeds when the PF pins VF IDX's MAC (an
 # administrative MAC), fails when the VF driver may choose it. The VF's
-# netdev asks for another address: refused means pinned; the PF's `ip link`
-# line following means free (the MAC is then put back). igbvf can report
+# netdev asks for another address: refused means pinned; the PF's vfinfo
+# entry following means free (the MAC is then put back). igbvf can report
 # success without the PF's answer (its mailbox timed out): that is asked
 # again, and the scenario fails if the PF never answers either way.
 vf_mac_pinned() {
     local idx=$1 ifn mac try probe=02:00:00:00:00:99
     ifn=$(vf_ifname "$idx")
-    mac=$(ip -o link show "$ifn" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    mac=$(netdev_mac "$ifn")
     for try in 1 2 3; do
         ip link set "$ifn" address "$probe" 2>/dev/null || return 0
-        if vf_line "$idx" | grep -q "link/ether $probe "; then
+        if [ "$(vf_field "$idx" .address)" = "$probe" ]; then
             ip link set "$ifn" address "$mac" || fail "could not put $ifn's MAC $mac back"
             return 1
         fi
@@ -296,6 +342,7 @@ fwd_result() {
 # dpdk-testpmd in the background in a pod sandbox (run_pod_app:
 # /dev/vfio/{vfio,GROUP}, the hugetlbfs HUGEDIR, netns NETNS) with the EAL
 # arguments in the array TESTPMD_EAL.  Output goes to $CNI_WORK/NAME.log.
+# The job does not inherit fd 3 (bats waits for every holder of its fd 3).
 testpmd_launch() {
     local name=$1 netns=$2 group=$3 huge=$4 log
     shift 4
@@ -307,7 +354,7 @@ testpmd_launch() {
         run_pod_app "$netns" "$group" "$huge" -- \
         dpdk-testpmd -l 0-1 -n 1 "${TESTPMD_EAL[@]}" --log-level=lib.eal:notice \
             -- --stats-period 1 --nb-cores=1 --total-num-mbufs=2048 --rxd=256 --txd=256 "$@" \
-        > "$log" 2>&1 &
+        > "$log" 2>&1 3>&- &
     echo $! > "$log.job"
     TESTPMD_RUNNING+=("$name")
 }
@@ -387,9 +434,18 @@ testpmd_cleanup() {
 # spoof checking on, trust off; no ledger, no device-info file, no pod netns.
 # (VF MACs are left alone: igbvf registered them with the PF at probe time, and
 # a MAC cannot be made "unset by the administrator" again through ip link.)
+# VFs an earlier scenario left elsewhere (vfio-pci, no driver) go back to
+# igbvf first: create_vfs waits for every VF's netdev.
 cni_reset_node() {
-    local n=${1:-2} i bdf pf ns
+    local n=${1:-2} i bdf pf ns link
     for ns in /run/netns/*; do [ -e "$ns" ] && pod_delete "${ns##*/}"; done
+    for link in /sys/bus/pci/devices/"$(pf_bdf)"/virtfn*; do
+        [ -e "$link" ] || continue
+        bdf=$(readlink "$link"); bdf=${bdf##*/}
+        if [ "$(pci_driver "$bdf")" != "$VF_DRIVER" ] || [ -n "$(driver_override "$bdf")" ]; then
+            bind_kernel "$bdf" "$VF_DRIVER"
+        fi
+    done
     create_vfs "$n"
     pf=$(pf_ifname)
     for ((i = 0; i < n; i++)); do

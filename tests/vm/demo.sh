@@ -38,7 +38,8 @@ lspci_line() {
 note "sriov_numvfs $(< /sys/bus/pci/devices/$PF_BDF/sriov_numvfs) of $(< /sys/bus/pci/devices/$PF_BDF/sriov_totalvfs); vfio-pci loaded: $([ -d /sys/bus/pci/drivers/vfio-pci ] && echo yes)"
 echo "    \$ ip link show $PF"
 ip link show "$PF" | indent
-LINE_BEFORE=$(vf_line 0); LINE1=$(vf_line 1); LINE2=$(vf_line 2)
+LINE_BEFORE=$(vf_line 0)
+INFO_BEFORE=$(vf_info 0); INFO1=$(vf_info 1); INFO2=$(vf_info 2)
 STATE_BEFORE=$(device_state "$VF0"); STATE1=$(device_state "$VF1"); STATE2=$(device_state "$VF2")
 
 # ------------------------------------------------------------------------
@@ -79,7 +80,7 @@ say "The VF now: admin settings through the PF, driver vfio-pci, /dev/vfio/<grou
 GROUP=$(iommu_group "$VF0")
 echo "    \$ ip link show $PF | grep 'vf 0'"
 vf_line 0 | indent
-assert_match "$(vf_line 0)" "link/ether $MAC .*vlan 100, spoof checking off.*trust on" "VF 0 settings" | indent
+assert_vf 0 --arg mac "$MAC" '.address == $mac and .vlan_list[0].vlan == 100 and .spoofchk == false and .trust == true' | indent
 lspci_line "$VF0" | indent
 assert_eq vfio-pci "$(pci_driver "$VF0")" "VF0 driver" | indent
 ls -l /dev/vfio | indent
@@ -163,9 +164,9 @@ say "The node is as it was before ADD"
 echo "    before: $LINE_BEFORE"
 echo "    after:  $(vf_line 0)"
 lspci_line "$VF0" | indent
-assert_vf_restored "$VF0" 0 "$LINE_BEFORE" "$STATE_BEFORE" "after DEL" | indent
-assert_vf_restored "$VF1" 1 "$LINE1" "$STATE1" "after DEL" | indent
-assert_vf_restored "$VF2" 2 "$LINE2" "$STATE2" "after DEL" | indent
+assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "after DEL" | indent
+assert_vf_restored "$VF1" 1 "$INFO1" "$STATE1" "after DEL" | indent
+assert_vf_restored "$VF2" 2 "$INFO2" "$STATE2" "after DEL" | indent
 assert_no_state | indent
 [ -z "$(ls /var/lib/cni/networks/"$CNI_NETWORK" 2>/dev/null | grep -v '^last_reserved_ip\|^lock$')" ] ||
     fail "host-local still holds an address: $(ls /var/lib/cni/networks/"$CNI_NETWORK")"

@@ -43,6 +43,11 @@ if [ "${1:-}" = stage2 ]; then
     export HOME=/root TERM=dumb LANG=C.UTF-8
     $BB hostname dpdk-cni-vm
     $BB ip link set lo up
+    # devtmpfs has no /dev/fd (bash's process substitution, bats, need it).
+    [ -e /dev/fd ] || $BB ln -s /proc/self/fd /dev/fd
+    for i in 0:stdin 1:stdout 2:stderr; do
+        [ -e "/dev/${i#*:}" ] || $BB ln -s "/proc/self/fd/${i%%:*}" "/dev/${i#*:}"
+    done
 
     # Hugepages: 2 MiB pages, count from the kernel command line
     # (dpdkcni.hugepages=N, default 256 = 512 MiB of the 2 GiB guest).

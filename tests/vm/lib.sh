@@ -1,19 +1,24 @@
 # shellcheck shell=bash
-# Helpers for test-bed scenarios.  Source it from a scenario running inside
-# the guest (tests/vm/run.sh <scenario>):
+# Helpers for test-bed scenarios.  Source it from a script running inside
+# the guest (tests/vm/run.sh <script>):
 #
-#   . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
+# The bats scenarios (scenarios/*.bats) get it through scenarios/helpers.bash.
 # It enables `set -euo pipefail`.  All waits are bounded; every failure goes
 # through `fail`, which prints "FAIL: <message>" (plus the calling line) on
-# stderr and exits 1, so a scenario's exit status is 0 only if it completes.
+# stderr and exits 1, so a script's exit status is 0 only if it completes
+# (and a bats test fails at its first failed check).
 #
 # Sections:  messages/asserts · waiting · PF/VF discovery · driver binding ·
 #            hugepages · binaries on tmpfs · the pod sandbox (run_pod_app).
 
 set -euo pipefail
 
-VM_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# (No process: a bats test sources this file again in every test.)
+VM_LIB_DIR=${BASH_SOURCE[0]%/*}
+[ "$VM_LIB_DIR" != "${BASH_SOURCE[0]}" ] || VM_LIB_DIR=.
+[[ "$VM_LIB_DIR" == /* ]] || VM_LIB_DIR=$PWD/$VM_LIB_DIR
 PF_VENDOR=0x8086
 PF_DEVICE=0x10c9        # 82576 PF, emulated by QEMU's -device igb
 VF_DRIVER=igbvf
@@ -28,14 +33,31 @@ log() {
     printf '[%7s] %s\n' "$up" "$*"
 }
 
-# fail MSG...: print "FAIL: MSG (at file:line)" on stderr and exit 1.
+# fail MSG...: print "FAIL: MSG (at file:line)" on stderr and exit 1 (also
+# from a helper called in a condition or in $(...), where `return 1` would be
+# taken for an answer).
+# fail (no arguments): copy stdin to stderr and return 1.  That is the
+# bats-support `fail` bats-assert pipes its messages into: lib.sh, sourced
+# after bats-support (tests/vm/scenarios/helpers.bash), replaces it with this.
 fail() {
-    local where="${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}"
+    if [ $# -eq 0 ]; then
+        cat >&2
+        return 1
+    fi
+    local src=${BASH_SOURCE[1]:-} line=${BASH_LINENO[0]}
     # When called from an assert_* helper, report the scenario's line instead.
     if [[ "${FUNCNAME[1]:-}" == assert_* || "${FUNCNAME[1]:-}" == wait_for ]]; then
-        where="${BASH_SOURCE[2]##*/}:${BASH_LINENO[1]}"
+        src=${BASH_SOURCE[2]:-} line=${BASH_LINENO[1]}
     fi
-    echo "FAIL: $* (at $where)" >&2
+    # bats runs a preprocessed copy of the test file (same line numbers).
+    if [[ "$src" == */bats.*.src && -n "${BATS_TEST_FILENAME:-}" ]]; then
+        src=$BATS_TEST_FILENAME
+    fi
+    echo "FAIL: $* (at ${src##*/}:$line)" >&2
+    # bats: the test line that called us is the failure's place (bats takes
+    # the command before it when a test exits without its ERR trap).
+    # shellcheck disable=SC2034
+    if [ -n "${BATS_TEST_NAME:-}" ]; then BATS_DEBUG_LAST_STACK_TRACE_IS_VALID=1; fi
     exit 1
 }
 
@@ -237,7 +259,10 @@ mount_hugetlbfs() {
 
 # stage_bin NAME|PATH: copy an executable from the host root (9p: slow to
 # start, every exec re-reads it) to $VM_BIN_DIR on tmpfs once; print the copy's
-# path.  Shared libraries still come from the host root.
+# path.  The copy keeps the source's name and modification time; it is
+# replaced when its size or mtime differs (another build of the same name,
+# e.g. the plugin with test hooks).  Shared libraries still come from the
+# host root.
 stage_bin() {
     local src dst
     src=$(command -v "$1") || fail "no such command: $1"
@@ -246,9 +271,9 @@ stage_bin() {
         /run/*|/tmp/*|/dev/shm/*) echo "$src"; return 0 ;;   # already on tmpfs
     esac
     dst=$VM_BIN_DIR/${src##*/}
-    if [ ! -x "$dst" ] || [ "$(stat -c %s "$dst")" != "$(stat -c %s "$src")" ]; then
+    if [ ! -x "$dst" ] || [ "$(stat -c '%s %Y' "$dst")" != "$(stat -c '%s %Y' "$src")" ]; then
         mkdir -p "$VM_BIN_DIR"
-        cp "$src" "$dst.tmp.$$" && chmod 755 "$dst.tmp.$$" && mv "$dst.tmp.$$" "$dst"
+        cp -p "$src" "$dst.tmp.$$" && chmod 755 "$dst.tmp.$$" && mv "$dst.tmp.$$" "$dst"
     fi
     echo "$dst"
 }

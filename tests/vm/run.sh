@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Boot the QEMU SR-IOV guest and run one scenario script inside it.
+# Boot the QEMU SR-IOV guest and run one scenario inside it.
 #
-#   tests/vm/run.sh <scenario-script> [args...]
+#   tests/vm/run.sh <script> [args...]
+#   tests/vm/run.sh <file.bats> [bats options...]
 #
 # The guest (see guest-init.sh) sees the host root read-only through 9p with a
 # tmpfs overlay on top, so every host path - the scenario, the repo, binaries
-# built on the host - is valid in the guest.  The scenario runs as root with
-# /bin/bash, in the host working directory of this invocation, with the given
-# arguments, stdin /dev/null.
+# built on the host - is valid in the guest.  The scenario runs as root, in
+# the host working directory of this invocation, stdin /dev/null: a script
+# with /bin/bash and the given arguments; a .bats file with bats, through
+# scenarios/all.sh (the options first, then the file; e.g. -f REGEX).
 #
 # How the command reaches the guest: this script writes cmd.sh (cd + exec
 # bash <scenario> <args...>, all quoted with printf %q, plus the exported
@@ -18,7 +20,8 @@
 # A scenario under /tmp, /run, /var/tmp or /var/lib/cni (hidden by tmpfs in
 # the guest) is copied into that share and run from there.
 #
-# Exit status: the scenario's own exit status, read from the line
+# Exit status: the scenario's own exit status (bats' for a .bats file and for
+# scenarios/all.sh), read from the line
 # "DPDK_CNI_VM_EXIT=<rc>" that the guest's init prints on the console; or
 #   124  the VM ran longer than VM_TIMEOUT seconds (killed)
 #   125  the guest died (kernel panic, init failure, QEMU error) without
@@ -41,7 +44,7 @@
 #                     root port, PF2 and every VF of PF2 in ONE IOMMU group,
 #                     so a VF of PF2 is not viable for vfio while PF2 is on
 #                     igb (the "group not viable" case of
-#                     scenarios/bad-input.sh).  The first PF (0000:01:00.0)
+#                     scenarios/bad-input.bats).  The first PF (0000:01:00.0)
 #                     and its VFs are unchanged.  PF2's netdev is another
 #                     restricted user netdev.  Default: 1 when the scenario
 #                     has a line "# vm: noacs-pf", else 0.
@@ -58,10 +61,10 @@ EXIT_MARKER=DPDK_CNI_VM_EXIT
 say() { echo "[vm-run] $*" >&2; }
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 <scenario-script> [args...]" >&2
+    echo "usage: $0 <scenario-script> [args...] | <file.bats> [bats options...]" >&2
     exit 2
 fi
-[ -f "$1" ] || { echo "[vm-run] no such scenario script: $1" >&2; exit 2; }
+[ -f "$1" ] || { echo "[vm-run] no such scenario: $1" >&2; exit 2; }
 SCENARIO=$(realpath "$1")
 shift
 [ "$(id -u)" = 0 ] || { echo "[vm-run] must run as root" >&2; exit 2; }
@@ -95,6 +98,9 @@ hidden() {
 if hidden "$REPO_ROOT/"; then echo "$REPO_ROOT" >> "$RUN_DIR/share/binds"; fi
 GUEST_SCENARIO=$SCENARIO
 if hidden "$SCENARIO" && [ "${SCENARIO#"$REPO_ROOT"/}" = "$SCENARIO" ]; then
+    case "$SCENARIO" in
+        *.bats) say "a .bats scenario loads helpers.bash next to it: keep it in the repo"; exit 2 ;;
+    esac
     cp "$SCENARIO" "$RUN_DIR/share/scenario.sh"
     GUEST_SCENARIO=/run/vm/host/scenario.sh
 fi
@@ -105,9 +111,16 @@ fi
     done
     printf 'export DPDK_CNI_REPO=%q\n' "$REPO_ROOT"
     printf 'cd %q 2>/dev/null || cd /\n' "$PWD"
-    printf 'exec /bin/bash %q' "$GUEST_SCENARIO"
-    for a in "$@"; do printf ' %q' "$a"; done
-    printf '\n'
+    case "$GUEST_SCENARIO" in
+        *.bats)
+            printf 'exec /bin/bash %q' "$SCRIPT_DIR/scenarios/all.sh"
+            for a in "$@"; do printf ' %q' "$a"; done
+            printf ' %q\n' "$GUEST_SCENARIO" ;;
+        *)
+            printf 'exec /bin/bash %q' "$GUEST_SCENARIO"
+            for a in "$@"; do printf ' %q' "$a"; done
+            printf '\n' ;;
+    esac
 } > "$RUN_DIR/share/cmd.sh"
 LOG=$RUN_DIR/console.log
 

@@ -1,43 +1,66 @@
 #!/usr/bin/env bash
-# Every dpdk-cni scenario in ONE boot (boot and testpmd start-up are the slow
-# parts), in sequence, each as its own bash process starting from a reset
-# node (cni_reset_node: VFs on igbvf, default VF settings, no state):
-#   attach, two-pods, crash, bad-input, check, netdevice, node, fwd, timing
-# Prints "vm: N passed, M failed" and exits non-zero if any failed.
-# Arguments: scenario names to run only those (default: all).
+# The guest scenarios in ONE boot (boot and testpmd start-up are the slow
+# parts), run by bats: these files, in this order, each starting from a reset
+# node (its setup_file calls cni_reset_node):
+#   attach two-pods crash bad-input check netdevice node fwd timing announce
+#
+#   all.sh [BATS_OPTION...] [NAME|FILE.bats...]
+#
+# NAME is a file of this directory without .bats (attach, crash, ...);
+# default: all of the above.  BATS_OPTIONs go to bats, e.g. -f REGEX to run
+# only the tests whose names match.  Output: bats' TAP stream (with each
+# test's time), then bats' summary line ("# bats: N tests, M failures ...",
+# from its pretty report) with the wall time.  Exit status: bats' own.
+# Before anything runs, every file is counted with the same filter: a file
+# that would run no test fails the run (exit 1), so nothing passes silently.
+# run.sh runs a single .bats file through this script too.
 # vm: noacs-pf
-# Run:  tests/vm/run.sh tests/vm/scenarios/all.sh [name...]
+# Run:  tests/vm/run.sh tests/vm/scenarios/all.sh [BATS_OPTION...] [NAME...]
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-. "$(dirname "${BASH_SOURCE[0]}")/../cni.sh"
 
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SCENARIOS=(attach two-pods crash bad-input check netdevice node fwd timing)
-[ $# -eq 0 ] || SCENARIOS=("$@")
-PASSED=(); FAILED=(); TIMES=()
-for s in "${SCENARIOS[@]}"; do
-    [ -f "$DIR/$s.sh" ] || fail "no scenario $DIR/$s.sh"
-    echo
-    log "======================================== $s"
-    t0=${EPOCHREALTIME/./}
-    rc=0
-    bash "$DIR/$s.sh" 2>&1 | tee "$CNI_WORK/$s.out" || rc=${PIPESTATUS[0]}
-    secs=$(awk -v us=$(( ${EPOCHREALTIME/./} - t0 )) 'BEGIN { printf "%.1f", us / 1e6 }')
-    TIMES+=("$s ${secs}s")
-    # A scenario that exits 0 without a single passed assertion did not run.
-    if [ "$rc" = 0 ] && ! grep -q '^ok: ' "$CNI_WORK/$s.out"; then
-        log "$s exited 0 without one passed assertion"
-        rc=1
-    fi
-    if [ "$rc" = 0 ]; then
-        PASSED+=("$s"); log "======================================== $s: PASSED (${secs}s)"
-    else
-        FAILED+=("$s"); log "======================================== $s: FAILED with status $rc (${secs}s)"
+ORDER=(attach two-pods crash bad-input check netdevice node fwd timing announce)
+
+usage() { echo "usage: $0 [BATS_OPTION...] [NAME|FILE.bats...]" >&2; exit 2; }
+
+OPTS=()       # for bats
+FILTER=()     # the options that select tests, for bats --count too
+FILES=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -f|--filter)
+            [ $# -ge 2 ] || usage
+            OPTS+=("$1" "$2"); FILTER+=("$1" "$2"); shift 2 ;;
+        -F|--formatter|--report-formatter|-o|--output|-j|--jobs|--filter-status|--code-quote-style|--gather-test-outputs-in)
+            [ $# -ge 2 ] || usage
+            OPTS+=("$1" "$2"); shift 2 ;;
+        -*) OPTS+=("$1"); shift ;;
+        *.bats)
+            [ -f "$1" ] || { echo "all.sh: no such file $1" >&2; exit 2; }
+            FILES+=("$1"); shift ;;
+        *)
+            [ -f "$DIR/$1.bats" ] || { echo "all.sh: no scenario $DIR/$1.bats" >&2; exit 2; }
+            FILES+=("$DIR/$1.bats"); shift ;;
+    esac
+done
+if [ ${#FILES[@]} -eq 0 ]; then
+    for n in "${ORDER[@]}"; do FILES+=("$DIR/$n.bats"); done
+fi
+command -v bats > /dev/null || { echo "all.sh: bats is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+
+for f in "${FILES[@]}"; do
+    n=$(bats --count "${FILTER[@]}" "$f") || { echo "all.sh: bats cannot read $f" >&2; exit 1; }
+    if ! [ "$n" -gt 0 ] 2>/dev/null; then
+        echo "all.sh: $f runs no test${FILTER[*]:+ matching ${FILTER[*]}} - failing the run" >&2
+        exit 1
     fi
 done
-echo
-grep -h '^timing: ' "$CNI_WORK"/timing.out 2>/dev/null || true
-echo "times: ${TIMES[*]}"
-[ "${#FAILED[@]}" = 0 ] || echo "failed: ${FAILED[*]}"
-echo "vm: ${#PASSED[@]} passed, ${#FAILED[@]} failed"
-[ "${#FAILED[@]}" = 0 ]
+
+REPORT=$(mktemp -d /tmp/bats-report.XXXXXX)
+rc=0
+bats --tap --timing --report-formatter pretty --output "$REPORT" "${OPTS[@]}" "${FILES[@]}" || rc=$?
+# bats' own summary line, from its pretty report (colours stripped).
+summary=$(sed 's/\x1b\[[0-9;]*[A-Za-z]//g' "$REPORT/report.log" 2>/dev/null | grep -E '^[0-9]+ tests?, ' | tail -n1 || true)
+echo "# bats: ${summary:-no summary (see above)} in ${SECONDS} s; exit status $rc"
+rm -rf "$REPORT"
+exit "$rc"

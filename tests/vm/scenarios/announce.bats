@@ -9,7 +9,7 @@
 #     pod sending anything (no ping, no process left in the pod);
 #   - control: arp_notify alone, which the kernel documents as announcing a
 #     link that comes up, announces nothing when carrier comes after the up.
-# Run:  tests/vm/run.sh tests/vm/run-bats.sh tests/vm/scenarios/announce.bats
+# Run:  tests/vm/run.sh tests/vm/scenarios/announce.bats
 
 BATS_LIB_DIR=${BATS_LIB_DIR:-/usr/lib/bats}
 load "$BATS_LIB_DIR/bats-support/load"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bats
+# The plugin killed in the middle of ADD (SIGKILL at failpoint "unbound":
+# VF settings applied, driver_override set, the VF unbound from igbvf, not
+# yet bound to vfio-pci):
+#   a) the VF really has no driver then; DEL restores it fully (igbvf, its
+#      netdev, no driver_override, vfinfo entry as before, no state left);
+#   b) the same crash, then GC with "cni.dev/valid-attachments": [] restores
+#      it fully as well.
+# Only the plugin built with test hooks honours DPDK_CNI_FAILPOINT (make
+# plugin-hooks); this file runs that build for every plugin call:
+#   DPDK_CNI_HOOKS_BIN  default <repo>/target/hooks/x86_64-unknown-linux-gnu/release/dpdk-cni
+# Run:  tests/vm/run.sh tests/vm/scenarios/crash.bats [-f REGEX]
+
+load helpers
+
+setup_file() {
+    untrace_helpers
+    local repo=${DPDK_CNI_REPO:-$VM_LIB_DIR/../..}
+    export DPDK_CNI_HOOKS_BIN=${DPDK_CNI_HOOKS_BIN:-$repo/target/hooks/x86_64-unknown-linux-gnu/release/dpdk-cni}
+    [ -x "$DPDK_CNI_HOOKS_BIN" ] ||
+        fail "no plugin with test hooks at $DPDK_CNI_HOOKS_BIN (DPDK_CNI_HOOKS_BIN): build it with make plugin-hooks"
+    export DPDK_CNI_BIN=$DPDK_CNI_HOOKS_BIN   # cni_stage: the plugin of this file
+    cni_reset_node 2
+    log "plugin: $CNI_BIN (from $DPDK_CNI_BIN)"
+    VF0=$(vf_bdf 0)
+    INFO_BEFORE=$(vf_info 0)
+    STATE_BEFORE=$(device_state "$VF0")
+    SNAP_BEFORE=$(node_snapshot)
+    CONF=$(netconf "$VF0" '. + {vlan: 100, mac: "02:00:00:00:00:10", spoofchk: "off", trust: "on"}')
+    GC_CONF=$(jq -cn --arg net "$CNI_NETWORK" '{cniVersion: "1.1.0", name: $net, type: "dpdk-cni", "cni.dev/valid-attachments": []}')
+    export VF0 INFO_BEFORE STATE_BEFORE SNAP_BEFORE CONF GC_CONF
+}
+
+teardown_file() {
+    pod_delete pod-crash-del
+    pod_delete pod-crash-gc
+}
+
+setup() { scenario_setup chain; }
+teardown() { scenario_teardown; }
+
+# crash_add POD: ADD killed at "unbound", and the half-done state checked.
+crash_add() {
+    local pod=$1
+    pod_create "$pod"
+    log "ADD for $pod with DPDK_CNI_FAILPOINT=unbound"
+    cni_add "$pod" net1 "$CONF" DPDK_CNI_FAILPOINT=unbound
+    _cni_show
+    assert_equal "$CNI_RC" 137            # 128 + SIGKILL
+    assert_equal "$CNI_OUT" ""            # killed before any result
+    assert_equal "$(pci_driver "$VF0")" ""
+    refute [ -e "/sys/bus/pci/devices/$VF0/driver" ]
+    assert_equal "$(driver_override "$VF0")" vfio-pci
+    assert_equal "$(vf_ifname 0)" ""
+    assert_vf 0 '.address == "02:00:00:00:00:10" and .vlan_list[0].vlan == 100'   # applied before the crash
+    assert [ -s "$CNI_STATE_DIR/$CNI_NETWORK/$pod-net1.json" ]
+    assert_equal "$(jq -r .phase "$CNI_STATE_DIR/$CNI_NETWORK/$pod-net1.json")" pending
+    log "after the crash: $(device_state "$VF0"); $(vf_info 0)"
+}
+
+@test "ADD killed after unbind leaves VF 0 without a driver; DEL restores it fully, a second DEL succeeds" {
+    crash_add pod-crash-del
+    cni_del pod-crash-del net1 "$CONF"
+    assert_cni_ok "DEL after the crash"
+    assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "crash + DEL"
+    assert_no_state
+    assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crash + DEL"
+    cni_del pod-crash-del net1 "$CONF"
+    assert_cni_ok "second DEL"
+    pod_delete pod-crash-del
+}
+
+@test "the same crash, then GC with no valid attachments restores VF 0 fully; a second GC and the runtime's DEL change nothing" {
+    crash_add pod-crash-gc
+    log "GC: $GC_CONF"
+    cni_gc "$GC_CONF"
+    assert_cni_ok "GC with no valid attachments"
+    assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "crash + GC"
+    assert_no_state
+    assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crash + GC"
+    cni_gc "$GC_CONF"
+    assert_cni_ok "second GC (nothing to release)"
+    cni_del pod-crash-gc net1 "$CONF"
+    assert_cni_ok "DEL after GC"
+    assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "after the runtime's DEL"
+    pod_delete pod-crash-gc
+}
