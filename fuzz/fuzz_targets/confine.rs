@@ -26,6 +26,8 @@ struct Input {
 
 #[derive(Debug, Arbitrary)]
 enum Path_ {
+    /// One of [`PREFIXES`], then parts.
+    Under(u8, Vec<Part>),
     Parts(Vec<Part>),
     Text(String),
 }
@@ -47,6 +49,25 @@ const DIRS: &[&str] = &[
     "var/log/sub",
     "var/run/k8s.cni.cncf.io/devinfo",
     "srv/new/logs",
+];
+
+/// Where a path starts: the allowed directories, and the traps in them.
+const PREFIXES: &[&str] = &[
+    "/var/log",
+    "/tmp",
+    "/var/log/sub",
+    "/var/run/k8s.cni.cncf.io/devinfo",
+    "/srv/new/logs",
+    "/var/log/in",
+    "/var/log/rel",
+    "/var/log/out",
+    "/var/log/up",
+    "/var/log/abs",
+    "/var/log/loop",
+    "/var/log/lnk.log",
+    "/var/log/file.log",
+    "/tmp/logs-link",
+    "/tmp/up",
 ];
 
 /// Names the path parts are made of: the tree's, and a few new ones.
@@ -154,8 +175,11 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 fuzz_target!(|input: Input| {
     let path = match &input.path {
         Path_::Text(s) => s.clone(),
-        Path_::Parts(parts) => {
-            let mut s = String::new();
+        Path_::Under(_, parts) | Path_::Parts(parts) => {
+            let mut s = match &input.path {
+                Path_::Under(i, _) => PREFIXES[*i as usize % PREFIXES.len()].to_string(),
+                _ => String::new(),
+            };
             for p in parts {
                 s.push('/');
                 s.push_str(match p {

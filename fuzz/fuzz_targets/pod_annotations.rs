@@ -9,20 +9,52 @@ use dpdk_cni::config;
 use dpdk_cni::env::CniEnv;
 use dpdk_cni::error::code;
 use dpdk_cni::plan;
-use fuzzkit::{expect_err, with_bed};
+use fuzzkit::{check_plan, expect_err, with_bed};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
-    vlan: Option<u16>,
-    vlan_qos: Option<u8>,
+    vlan: Option<Num>,
+    vlan_qos: Option<Num>,
     qinq: bool,
-    min_tx_rate: Option<u32>,
-    max_tx_rate: Option<u32>,
+    min_tx_rate: Option<Num>,
+    max_tx_rate: Option<Num>,
     pf_only: bool,
     overrides: Option<Vec<Field>>,
     annotations: Vec<(Key, Val)>,
+}
+
+/// A number: one at or around a bound, more often than chance would pick.
+#[derive(Debug, Arbitrary)]
+enum Num {
+    Edge(u8),
+    Any(u32),
+}
+
+/// The bounds the plugin checks against, and one either side.
+const EDGES: &[u32] = &[
+    0,
+    1,
+    6,
+    7,
+    8,
+    4093,
+    4094,
+    4095,
+    4096,
+    65535,
+    65536,
+    u32::MAX,
+];
+
+impl Num {
+    fn get(&self) -> u32 {
+        match self {
+            Num::Edge(i) => EDGES[*i as usize % EDGES.len()],
+            Num::Any(n) => *n,
+        }
+    }
 }
 
 #[derive(Debug, Arbitrary)]
@@ -42,6 +74,7 @@ enum Key {
 #[derive(Debug, Arbitrary)]
 enum Val {
     Number(i64),
+    Edge(Num),
     Spaced(u32),
     Text(String),
 }
@@ -61,13 +94,14 @@ fuzz_target!(|input: Input| {
             c[k] = v;
         }
     };
-    set(&mut conf, "vlan", input.vlan.map(|v| json!(v % 4100)));
-    set(&mut conf, "vlanQoS", input.vlan_qos.map(|q| json!(q % 9)));
+    let num = |n: &Option<Num>| n.as_ref().map(|n| json!(n.get()));
+    set(&mut conf, "vlan", num(&input.vlan));
+    set(&mut conf, "vlanQoS", num(&input.vlan_qos));
     if input.qinq {
         conf["vlanProto"] = json!("802.1ad");
     }
-    set(&mut conf, "min_tx_rate", input.min_tx_rate.map(Value::from));
-    set(&mut conf, "max_tx_rate", input.max_tx_rate.map(Value::from));
+    set(&mut conf, "min_tx_rate", num(&input.min_tx_rate));
+    set(&mut conf, "max_tx_rate", num(&input.max_tx_rate));
     if input.pf_only {
         conf["pfOnly"] = json!(true);
     }
@@ -94,6 +128,7 @@ fuzz_target!(|input: Input| {
         };
         let v = match v {
             Val::Number(n) => n.to_string(),
+            Val::Edge(n) => n.get().to_string(),
             Val::Spaced(n) => format!(" {n}\t"),
             Val::Text(s) => s.clone(),
         };
@@ -103,7 +138,13 @@ fuzz_target!(|input: Input| {
 
     let (raw, _) = config::parse_raw(conf.to_string().as_bytes()).expect("a well-formed netconf");
     let opened = |f: &str| overrides.iter().flatten().any(|o| o == f);
-    let res = with_bed(|bed| plan::plan(&raw, &CniEnv::default(), &bed.node));
+    let res = with_bed(|bed| {
+        let res = plan::plan(&raw, &CniEnv::default(), &bed.node);
+        if let Ok(p) = &res {
+            check_plan(bed, &raw, p);
+        }
+        res
+    });
     let p = match res {
         Ok(p) => p,
         Err(e) => {
