@@ -4,7 +4,7 @@
 //! root, or are refused with a message, as an I/O error (5) at the plugin's
 //! edge.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
 use dpdk_cni::error::{code, CniError};
@@ -21,6 +21,9 @@ thread_local! {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, b"{}").unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        if std::fs::metadata(&f).unwrap().uid() != 0 {
+            eprintln!("node_settings: not run as root, so every settings file is refused");
+        }
         (t, root)
     };
 }

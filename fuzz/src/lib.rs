@@ -150,9 +150,8 @@ pub fn at_or_below(p: &Path, dir: &Path) -> bool {
         && p.starts_with(dir)
 }
 
-/// The real path of `p`: its parent resolved, the last part kept.
-/// Asserts the parent is a directory already resolved (no symlink left on
-/// the way) and `p` itself is no symlink nor anything but a regular file.
+/// Asserts `p`'s directory exists and is its own resolved path (no
+/// symlink left on the way), and `p`, if it exists, is a regular file.
 #[track_caller]
 pub fn assert_plain_file_path(p: &Path) {
     let parent = p
