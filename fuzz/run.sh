@@ -66,9 +66,13 @@ for t in "${targets[@]}"; do
     rc=0
     cargo +nightly fuzz run --debug-assertions "$t" "$work" "corpus/$t" -- "${args[@]}" >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    corpus=$(find "$work" -type f | wc -l)
+    # libFuzzer's corpus at the end (seeds and new inputs that add coverage),
+    # and the inputs kept for the next run.
+    corpus=$(grep -o 'corp: [0-9]*/[0-9a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)
+    kept=$(find "$work" -type f | wc -l)
     crashes=$(find "artifacts/$t" -type f | wc -l)
-    line=$(printf '%-16s %9s execs  %5s corpus  %d failures' "$t" "${execs:-?}" "$corpus" "$crashes")
+    line=$(printf '%-16s %9s execs  corpus %-11s %5s kept  %d failures' \
+        "$t" "${execs:-?}" "${corpus:-?}" "$kept" "$crashes")
     echo "fuzz: $line"
     summary+=("$line")
     if [ "$rc" != 0 ] || [ "$crashes" != 0 ]; then
