@@ -13,7 +13,7 @@ CARGO ?= cargo
 
 DPDK_TARGET := $(CURDIR)/target/dpdk
 
-.PHONY: help deps plugin plugin-hooks release-check demo test lint unit-test vm-test bench-smoke bench dpdk-test dpdk-bench image peer-bench peer-bench-smoke
+.PHONY: help deps plugin plugin-hooks release-check demo test lint unit-test fuzz vm-test bench-smoke bench dpdk-test dpdk-bench image peer-bench peer-bench-smoke
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ demo: deps plugin ## boot the SR-IOV guest and attach VFs to DPDK pods (testpmd,
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	tests/vm/run.sh tests/vm/demo.sh
 
-test: deps lint release-check unit-test bench-smoke peer-bench-smoke dpdk-test vm-test image ## install what is needed and run every test
+test: deps lint release-check unit-test fuzz bench-smoke peer-bench-smoke dpdk-test vm-test image ## install what is needed and run every test
 	@echo "make test: every tier passed"
 
 lint: ## cargo fmt --check and clippy with warnings denied, with and without the test hooks
@@ -51,6 +51,13 @@ lint: ## cargo fmt --check and clippy with warnings denied, with and without the
 
 unit-test: ## unit tests, fake-node tests of the binary (test-hooks build), netns and IPAM tests (root)
 	$(CARGO) test --locked --workspace --features $(TEST_FEATURES)
+
+# Seconds of fuzzing in all, shared among the targets (after their build).
+FUZZ_SECONDS ?= 90
+
+fuzz: ## coverage-guided fuzzing of the input parsers (cargo-fuzz, nightly), FUZZ_SECONDS in all
+	cd fuzz && cargo +nightly fmt --check
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 vm-test: plugin plugin-hooks ## every QEMU guest scenario in one boot (bats, TAP output)
 	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
