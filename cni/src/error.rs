@@ -129,6 +129,7 @@ impl From<ledger::LedgerError> for CniError {
         use ledger::LedgerError as E;
         let c = match &e {
             E::Locked { .. } => code::TRY_AGAIN,
+            E::Clash { .. } => code::DEVICE_BUSY,
             E::Io { .. } | E::Corrupt { .. } | E::Settings { .. } | E::Quarantined { .. } => {
                 code::IO
             }

@@ -48,16 +48,21 @@ pub fn confine(root: &Path, path: &str, dirs: &[PathBuf]) -> Result<PathBuf, Str
     let real_dir = dir
         .canonicalize()
         .map_err(|e| format!("{} cannot be resolved: {e}", node_view(root, dir)))?;
-    // Nothing is made before the part that exists is known to be inside.
-    let mut existing = parent;
-    while std::fs::symlink_metadata(existing).is_err() {
-        existing = existing.parent().ok_or("it has no directory")?;
+    // A netconf makes no directories: the file's own must exist, but for
+    // the one level the NPWG layout puts below the device-info directory
+    // (`devinfo/cni`), which the first writer makes.
+    if std::fs::symlink_metadata(parent).is_err() {
+        let npwg_subdir = parent.parent() == Some(dir.as_path())
+            && parent.file_name().is_some_and(|n| n == "cni")
+            && dir.ends_with(DEVINFO_DIR);
+        if !npwg_subdir {
+            return Err(format!(
+                "its directory {} does not exist",
+                node_view(root, parent)
+            ));
+        }
+        std::fs::create_dir(parent).map_err(|e| format!("its directory cannot be made: {e}"))?;
     }
-    match existing.canonicalize() {
-        Ok(real) if real.starts_with(&real_dir) => {}
-        _ => return Err(outside()),
-    }
-    std::fs::create_dir_all(parent).map_err(|e| format!("its directory cannot be made: {e}"))?;
     let real_parent = parent
         .canonicalize()
         .map_err(|e| format!("its directory cannot be resolved: {e}"))?;
@@ -120,9 +125,26 @@ mod tests {
         std::fs::create_dir_all(&logs).unwrap();
         let dirs = [logs.clone()];
         assert_eq!(
-            confine(root, "/var/log/a/b.log", &dirs).unwrap(),
-            logs.canonicalize().unwrap().join("a/b.log")
+            confine(root, "/var/log/b.log", &dirs).unwrap(),
+            logs.canonicalize().unwrap().join("b.log")
         );
+        let e = confine(root, "/var/log/a/b.log", &dirs).unwrap_err();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(!logs.join("a").exists(), "made a directory for a netconf");
+        let devinfo = root.join(DEVINFO_DIR);
+        assert!(confine(
+            root,
+            "/var/run/k8s.cni.cncf.io/devinfo/cni/x.json",
+            &[devinfo.clone()]
+        )
+        .is_ok());
+        assert!(confine(
+            root,
+            "/var/run/k8s.cni.cncf.io/devinfo/a/b/x.json",
+            &[devinfo.clone()]
+        )
+        .is_err());
+        assert!(!devinfo.join("a").exists());
         for (bad, why) in [
             ("var/log/x", "absolute"),
             ("/var/log/../../etc/passwd", "'..'"),
@@ -139,7 +161,7 @@ mod tests {
         let e = confine(root, "/var/log/out/shadow", &dirs).unwrap_err();
         assert!(e.contains("leads out"), "{e}");
         let e = confine(root, "/var/log/out/new/x", &dirs).unwrap_err();
-        assert!(e.contains("leads out"), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
         assert!(!root.join("etc/new").exists(), "made a directory outside");
         std::os::unix::fs::symlink(root.join("etc/shadow"), logs.join("l.log")).unwrap();
         let e = confine(root, "/var/log/l.log", &dirs).unwrap_err();

@@ -115,8 +115,6 @@ fn device_is_ours(ctx: &DelCtx<'_>, att: &Attachment) -> std::result::Result<(),
 /// device it still claims goes back to its kernel driver if it sits on
 /// vfio-pci, and its claim is released.
 pub fn release_claims_of(node: &Node, ledger: &Ledger, claim: &Claim) -> Result<()> {
-    // The device-info file of the plugin's own naming, if it wrote one.
-    let _ = std::fs::remove_file(crate::devinfo::default_path_of(&node.root, claim));
     for dev in ledger.claimed_by(claim)? {
         let _lock = ledger.lock_device(&dev, crate::driver::LOCK_WAIT)?;
         release_claim_at(node, ledger, dev, claim)?;
@@ -131,6 +129,9 @@ pub fn release_claim_at(
     dev: PciAddress,
     claim: &Claim,
 ) -> Result<()> {
+    // The device-info file of the plugin's own naming, which the
+    // attachment that holds the device wrote.
+    let _ = std::fs::remove_file(crate::devinfo::default_path_of(&node.root, claim));
     restore_by_address(node, dev);
     ledger.clear_prebound(dev)?;
     ledger.release_claim(dev, claim)?;

@@ -405,3 +405,52 @@ fn no_iommu_flow_after_the_daemons_early_bind() {
         .retain(|k, _| !k.contains("iommu_group") && !k.contains("noiommu"));
     assert_same(&before, &after);
 }
+
+#[test]
+fn two_attachments_whose_names_join_alike_keep_their_own_records() {
+    // <containerID>-<ifname>: "pod-a" + "net1" and "pod" + "a-net1" meet in
+    // one file name.
+    let bed = Bed::new(2);
+    assert!(bed
+        .run_with(
+            "ADD",
+            "pod-a",
+            "net1",
+            &bed.conf(0, json!({"vlan": 30})),
+            &[]
+        )
+        .ok());
+    let held = bed.state();
+    let other = bed.conf(1, json!({}));
+    let out = bed.run_with("ADD", "pod", "a-net1", &other, &[]);
+    assert_eq!(out.err_code(), 101, "{out:?}");
+    // The runtime's DEL after the failed ADD leaves pod-a's VF alone.
+    assert!(bed.run_with("DEL", "pod", "a-net1", &other, &[]).ok());
+    assert_same(&held, &bed.state());
+    assert_eq!(bed.driver(0).as_deref(), Some("vfio-pci"));
+    assert!(bed
+        .run_with("DEL", "pod-a", "net1", &bed.conf(0, json!({})), &[])
+        .ok());
+}
+
+#[test]
+fn a_netconf_makes_no_directories() {
+    let bed = Bed::new(1);
+    std::fs::create_dir_all(bed.root().join("tmp")).unwrap();
+    let before = bed.state();
+    let conf = bed.conf(
+        0,
+        json!({"runtimeConfig": {"CNIDeviceInfoFile": "/var/run/k8s.cni.cncf.io/devinfo/a/b/c.json"},
+               "logFile": "/tmp/x/y/z.log"}),
+    );
+    let out = bed.run("ADD", "p", &conf);
+    assert_eq!(out.err_code(), 7, "{out:?}");
+    assert!(out.msg().contains("does not exist"), "{}", out.msg());
+    assert!(bed.run("DEL", "p", &conf).ok());
+    assert!(!bed.root().join("tmp/x").exists());
+    assert!(!bed
+        .root()
+        .join("var/run/k8s.cni.cncf.io/devinfo/a")
+        .exists());
+    assert_same(&before, &bed.state());
+}

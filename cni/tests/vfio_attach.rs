@@ -75,10 +75,10 @@ fn device_info_goes_where_the_runtime_says() {
     let bed = Bed::new(2);
     let path = bed
         .root()
-        .join("var/run/k8s.cni.cncf.io/devinfo/pod/net1.json");
+        .join("var/run/k8s.cni.cncf.io/devinfo/cni/pod-net1.json");
     let conf = bed.conf(
         0,
-        json!({"runtimeConfig": {"CNIDeviceInfoFile": "/var/run/k8s.cni.cncf.io/devinfo/pod/net1.json"}}),
+        json!({"runtimeConfig": {"CNIDeviceInfoFile": "/var/run/k8s.cni.cncf.io/devinfo/cni/pod-net1.json"}}),
     );
     assert!(bed.run("ADD", "c1", &conf).ok());
     let di: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

@@ -266,14 +266,14 @@ pub fn check_plan(bed: &Bed, raw: &RawConf, p: &Plan) {
     }
     match &p.device {
         DeviceRef::Master(m) => {
-            assert_eq!(p.device_type, DeviceType::Macvlan);
+            assert_eq!(p.device_type, Some(DeviceType::Macvlan));
             assert!(is_ifname(m), "macvlan master {m:?}");
         }
         DeviceRef::PfVf { master, .. } => {
-            assert_ne!(p.device_type, DeviceType::Macvlan);
+            assert_ne!(p.device_type, Some(DeviceType::Macvlan));
             assert!(is_ifname(master), "master {master:?}");
         }
-        DeviceRef::Pci(_) => assert_ne!(p.device_type, DeviceType::Macvlan),
+        DeviceRef::Pci(_) => assert_ne!(p.device_type, Some(DeviceType::Macvlan)),
     }
     if let Some(v) = p.vf.vlan {
         assert!(v.id <= 4094, "{v:?}");
@@ -289,8 +289,8 @@ pub fn check_plan(bed: &Bed, raw: &RawConf, p: &Plan) {
         assert!(m.0[0] & 1 == 0 && m.0 != [0; 6], "MAC {m:?}");
     }
     if let Some(m) = p.mtu {
+        // Accepted in every mode (vfio-pci leaves it to the DPDK application).
         assert!((68..=65535).contains(&m), "mtu {m}");
-        assert!(p.device_type != DeviceType::VfioPci || p.fallback, "{p:?}");
     }
     if p.pf_only {
         assert!(p.vf.is_empty(), "pfOnly with VF settings: {:?}", p.vf);
@@ -299,6 +299,6 @@ pub fn check_plan(bed: &Bed, raw: &RawConf, p: &Plan) {
         assert!(p.pf_only, "allowedDevices without pfOnly");
     }
     if p.fallback {
-        assert_eq!(p.device_type, DeviceType::VfioPci);
+        assert_eq!(p.device_type, Some(DeviceType::VfioPci));
     }
 }

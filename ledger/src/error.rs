@@ -31,6 +31,14 @@ pub enum LedgerError {
         moved_to: PathBuf,
         reason: String,
     },
+    /// The record file of an attachment holds another one's (their
+    /// container ID and interface name join to the same file name).
+    #[error("{} holds the record of container {container_id} interface {ifname}", path.display())]
+    Clash {
+        path: PathBuf,
+        container_id: String,
+        ifname: String,
+    },
     /// Another command held the device's lock for longer than the wait.
     #[error("device {device} is locked by another dpdk-cni command; try again")]
     Locked { device: String },

@@ -140,7 +140,17 @@ impl Ledger {
         container_id: &str,
         ifname: &str,
     ) -> Result<Option<Attachment>> {
-        self.load_file(&self.attachment_path(network, container_id, ifname))
+        let path = self.attachment_path(network, container_id, ifname);
+        match self.load_file(&path)? {
+            Some(a) if (a.container_id.as_str(), a.ifname.as_str()) != (container_id, ifname) => {
+                Err(LedgerError::Clash {
+                    path,
+                    container_id: a.container_id,
+                    ifname: a.ifname,
+                })
+            }
+            other => Ok(other),
+        }
     }
 
     /// A record by its path; it must name the attachment its path does.

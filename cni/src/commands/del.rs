@@ -31,6 +31,11 @@ pub fn del(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
             // A claim without its record: an ADD killed before its record.
             return release_claims_of(node, &ledger, &me);
         }
+        // Another attachment's record under this one's file name: not ours.
+        Err(e @ LedgerError::Clash { .. }) => {
+            log::warn(&format!("DEL {} {}: {e}", env.container_id, env.ifname));
+            return release_claims_of(node, &ledger, &me);
+        }
         Err(e @ LedgerError::Quarantined { .. }) => {
             log::warn(&format!("DEL {} {}: {e}", env.container_id, env.ifname));
             return release_claims_of(node, &ledger, &me);
