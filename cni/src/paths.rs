@@ -135,13 +135,13 @@ mod tests {
         assert!(confine(
             root,
             "/var/run/k8s.cni.cncf.io/devinfo/cni/x.json",
-            &[devinfo.clone()]
+            std::slice::from_ref(&devinfo)
         )
         .is_ok());
         assert!(confine(
             root,
             "/var/run/k8s.cni.cncf.io/devinfo/a/b/x.json",
-            &[devinfo.clone()]
+            std::slice::from_ref(&devinfo)
         )
         .is_err());
         assert!(!devinfo.join("a").exists());
