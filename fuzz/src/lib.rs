@@ -209,7 +209,9 @@ pub fn is_container_id(s: &str) -> bool {
 /// What every command may rely on once the common fields are accepted.
 pub fn check_base(bed: &Bed, raw: &RawConf, b: &Base, strict: bool) {
     assert!(dpdk_cni::version::is_supported(&b.cni_version), "{b:?}");
-    assert_eq!(raw.cni_version.as_deref(), Some(b.cni_version.as_str()));
+    // No cniVersion (or the empty one libcni passes) reads as 0.1.0.
+    let named = raw.cni_version.as_deref().filter(|v| !v.is_empty());
+    assert_eq!(named.unwrap_or(dpdk_cni::version::IMPLICIT), b.cni_version);
     assert!(is_network_name(&b.name), "network name {:?}", b.name);
     assert!(
         !RESERVED_NETWORK_NAMES.contains(&b.name.as_str()),
