@@ -72,6 +72,11 @@ fn status_table_from_a_fake_node() {
     );
 }
 
+/// ETXTBSY, "text file busy".
+fn libc_etxtbsy() -> i32 {
+    26
+}
+
 #[test]
 fn install_cni_copies_next_to_itself_by_default() {
     let tmp = tempfile::tempdir().unwrap();
@@ -85,11 +90,23 @@ fn install_cni_copies_next_to_itself_by_default() {
     .unwrap();
     fs::write(img.join("dpdk-cni"), b"#!/bin/sh\necho plugin\n").unwrap();
     let to = tmp.path().join("host/opt/cni/bin");
-    let out = Command::new(img.join("dpdk-cni-node"))
-        .args(["install-cni", "--to"])
-        .arg(&to)
-        .output()
-        .unwrap();
+    // A test running beside this one may fork while the copy's file is
+    // still open for writing in this process: the child holds it until its
+    // exec, and exec of the copy meanwhile fails with ETXTBSY. Try again.
+    let mut tries = 0;
+    let out = loop {
+        match Command::new(img.join("dpdk-cni-node"))
+            .args(["install-cni", "--to"])
+            .arg(&to)
+            .output()
+        {
+            Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.unwrap(),
+        }
+    };
     assert!(
         out.status.success(),
         "{}",
