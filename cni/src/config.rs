@@ -133,7 +133,7 @@ pub fn parse_raw(stdin: &[u8]) -> Result<(RawConf, Value)> {
 }
 
 /// The netconf's field names, as [`RawConf`] spells them.
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "cniVersion",
     "name",
     "type",

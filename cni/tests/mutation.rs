@@ -360,37 +360,8 @@ fn retype(rng: &mut Rng, v: &Value) -> Value {
     }
 }
 
-const FIELDS: &[&str] = &[
-    "cniVersion",
-    "name",
-    "type",
-    "deviceType",
-    "deviceID",
-    "pciBusID",
-    "master",
-    "vf",
-    "pfOnly",
-    "allowedDevices",
-    "mtu",
-    "mac",
-    "vlan",
-    "vlanQoS",
-    "vlanProto",
-    "spoofchk",
-    "trust",
-    "link_state",
-    "min_tx_rate",
-    "max_tx_rate",
-    "ipam",
-    "stateDir",
-    "logLevel",
-    "logFile",
-    "fallback",
-    "mode",
-    "podOverrides",
-    "prevResult",
-    "runtimeConfig",
-];
+/// The netconf's fields, as the plugin reads them.
+use dpdk_cni::config::FIELDS;
 
 const RUNTIME_FIELDS: &[&str] = &[
     "deviceID",
