@@ -11,14 +11,12 @@
 //! a summary (medians of interleaved rounds, the ratio) is printed and
 //! written to `target/bench-summary/parallel.json`.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dpdk_cni_benches::{plugin_bin, write_summary};
+use dpdk_cni_benches::{plugin_bin, run_on_fake_node, write_summary};
 use netlink::RecordingNetlink;
 use serde_json::json;
 use vfio::fake::FakeNode;
@@ -72,26 +70,14 @@ impl Bed {
     }
 
     fn exec(&self, cmd: &str, i: usize) {
-        let mut child = Command::new(&self.bin)
-            .env_clear()
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", format!("pod{i}"))
-            .env("CNI_IFNAME", "net1")
-            .env("CNI_NETNS", format!("/var/run/netns/pod{i}"))
-            .env("CNI_PATH", "/usr/lib/cni")
-            .env("DPDK_CNI_FAKE_ROOT", &self.root)
-            .env("DPDK_CNI_FAKE_NETLINK", &self.netlink)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&self.confs[i])
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_on_fake_node(
+            &self.bin,
+            cmd,
+            &format!("pod{i}"),
+            &self.root,
+            &self.netlink,
+            &self.confs[i],
+        );
         assert!(
             out.status.success(),
             "{cmd} pod{i}: {}",

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use dpdk_cni_benches::{plugin_bin, write_summary};
+use dpdk_cni_benches::{plugin_bin, run_on_fake_node, write_summary};
 use netlink::RecordingNetlink;
 use serde_json::{json, Value};
 use vfio::fake::FakeNode;
@@ -70,22 +70,7 @@ impl Bed {
     }
 
     fn exec(&self, bin: &Path, cmd: &str) -> Value {
-        let mut child = Command::new(bin)
-            .env_clear()
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", "bench")
-            .env("CNI_IFNAME", "net1")
-            .env("CNI_NETNS", "/var/run/netns/bench")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .env("DPDK_CNI_FAKE_ROOT", &self.root)
-            .env("DPDK_CNI_FAKE_NETLINK", &self.netlink)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // A trivial binary exits without reading stdin: a broken pipe is fine.
-        let _ = child.stdin.take().unwrap().write_all(&self.conf);
-        let out = child.wait_with_output().unwrap();
+        let out = run_on_fake_node(bin, cmd, "bench", &self.root, &self.netlink, &self.conf);
         assert!(
             out.status.success(),
             "{bin:?} {cmd}: {}",

@@ -31,6 +31,37 @@ pub fn state_on_disk(root: &Path, disk: &Path) {
     std::os::unix::fs::symlink(disk.join("state"), &state).unwrap();
 }
 
+/// Runs `bin` as a runtime runs a CNI plugin on the fake node at `root`
+/// (test hooks: DPDK_CNI_FAKE_ROOT, DPDK_CNI_FAKE_NETLINK), container
+/// `container` with `net1` in `/var/run/netns/<container>`, `conf` on stdin.
+pub fn run_on_fake_node(
+    bin: &Path,
+    cmd: &str,
+    container: &str,
+    root: &Path,
+    netlink: &Path,
+    conf: &[u8],
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("CNI_COMMAND", cmd)
+        .env("CNI_CONTAINERID", container)
+        .env("CNI_IFNAME", "net1")
+        .env("CNI_NETNS", format!("/var/run/netns/{container}"))
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("DPDK_CNI_FAKE_ROOT", root)
+        .env("DPDK_CNI_FAKE_NETLINK", netlink)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A trivial binary exits without reading stdin: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(conf);
+    child.wait_with_output().unwrap()
+}
+
 /// Writes a bench summary to `target/bench-summary/<name>.json`.
 pub fn write_summary(name: &str, summary: &serde_json::Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-summary");
