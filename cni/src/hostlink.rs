@@ -83,8 +83,16 @@ pub fn release_netdevice(node: &Node, att: &Attachment) -> Vec<String> {
                 None => nl.link_by_name(&orig_name)?,
             };
             if let Some(l) = found {
-                nl.set_link_up(&l, false)?;
-                nl.move_link_to_netns(&l, fd)?;
+                // Back under its own name in one request. When that name is
+                // taken on the node the kernel refuses, before or after the
+                // move: if the link is still here, move it as it is; the
+                // rename below then reports the clash.
+                if !nl.move_link_to_netns_as(&l, fd, &orig_name)?
+                    && nl.link_by_name(&l.name)?.is_some()
+                {
+                    nl.set_link_up(&l, false)?;
+                    nl.move_link_to_netns(&l, fd)?;
+                }
             }
             Ok(())
         });

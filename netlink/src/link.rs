@@ -163,6 +163,33 @@ impl RtNetlink {
         self.change(&link.name, "ip link set netns", msg)
     }
 
+    /// Equal to `ip link set <link> netns <fd> name <name>`: one request
+    /// that moves the link and gives it `name` in the target namespace (the
+    /// kernel closes the link for the move, so it need not be down first).
+    /// `Ok(false)` when `name` is taken there (EEXIST): the kernel may have
+    /// refused before the move or moved the link under its current name
+    /// and refused the rename, so look for it in both namespaces.
+    pub fn move_link_to_netns_as(
+        &self,
+        link: &Link,
+        fd: std::os::fd::RawFd,
+        name: &str,
+    ) -> Result<bool> {
+        let msg = LinkUnspec::new_with_index(link.index)
+            .setns_by_fd(fd)
+            .name(name.to_string())
+            .build();
+        match self.change_raw(msg) {
+            Ok(()) => Ok(true),
+            Err(rtnetlink::Error::NetlinkError(m)) if -m.raw_code() == libc::EEXIST => Ok(false),
+            Err(e) => Err(failed(
+                &link.name,
+                &format!("ip link set netns name {name}"),
+                e,
+            )),
+        }
+    }
+
     /// Equal to `ip link add <name> link <master> type macvlan mode bridge`.
     pub fn add_macvlan(&self, name: &str, master: &Link) -> Result<()> {
         let handle = self.handle().clone();

@@ -157,3 +157,59 @@ fn a_vf_request_is_a_vfinfo_list_nest_that_round_trips() {
         ])])]
     );
 }
+
+#[test]
+fn a_link_moves_back_under_its_own_name_in_one_request() {
+    if !root() {
+        return;
+    }
+    let (node, pod) = (Netns::new("mvnode"), Netns::new("mvpod"));
+    for (vf, name) in [("vf0", "net1"), ("vf1", "net2")] {
+        node.ip(&[
+            "link",
+            "add",
+            vf,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{vf}p"),
+        ]);
+        node.ip(&["link", "set", vf, "netns", &pod.0]);
+        pod.ip(&["link", "set", vf, "name", name]);
+        pod.ip(&["link", "set", name, "up"]);
+    }
+    node.ip(&[
+        "link", "add", "taken", "type", "veth", "peer", "name", "takenp",
+    ]);
+    let node_path = format!("/run/netns/{}", node.0);
+    let (moved, clash, left) = pod.run(move || {
+        let host = std::fs::File::open(&node_path).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&host);
+        let nl = RtNetlink::connect().unwrap();
+        let net1 = nl.link_by_name("net1").unwrap().expect("net1 in the pod");
+        let moved = nl.move_link_to_netns_as(&net1, fd, "vf0").unwrap();
+        // A name the node already uses: refused (the kernel may have moved
+        // the link under its pod name before it refused the rename).
+        let net2 = nl.link_by_name("net2").unwrap().expect("net2 in the pod");
+        let clash = nl.move_link_to_netns_as(&net2, fd, "taken").unwrap();
+        let left: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
+        (moved, clash, left)
+    });
+    assert!(moved && !clash, "moved {moved}, clash {clash}");
+    assert!(
+        !left.iter().any(|n| n == "net1"),
+        "net1 left in the pod: {left:?}"
+    );
+    let (vf0, net1, taken) = node.run(|| {
+        let nl = RtNetlink::connect().unwrap();
+        (
+            nl.link_by_name("vf0").unwrap().map(|l| l.up),
+            nl.link_by_name("net1").unwrap().is_some(),
+            nl.link_by_name("taken").unwrap().is_some(),
+        )
+    });
+    // Back as vf0, down (the move closed it), no net1 on the node; the
+    // node's own "taken" untouched.
+    assert_eq!((vf0, net1, taken), (Some(false), false, true));
+}
