@@ -56,6 +56,38 @@ pub fn document(a: &Attachment) -> Value {
     doc
 }
 
+/// Whether a device-info file already at `path` may be replaced by ADD's
+/// own: Multus copies the device plugin's file (`devinfo/dp/`) to the path
+/// it names in `CNIDeviceInfoFile` before it calls the plugin, and the
+/// specification lets the plugin update it. Only a regular file (not a
+/// symlink), small, whose `pci-address` is the device this attachment
+/// claims; anything else is someone else's and is left alone.
+pub fn adoptable(path: &Path, a: &Attachment) -> std::result::Result<(), String> {
+    const MAX: u64 = 64 * 1024;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if meta.len() > MAX {
+        return Err(format!("it is larger than {MAX} bytes"));
+    }
+    let Some(dev) = a.device.pci() else {
+        return Err(format!("{} is not a PCI device", a.device));
+    };
+    let doc: Value = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("it is not JSON: {e}")))?;
+    let says = doc
+        .pointer("/pci/pci-address")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<vfio::PciAddress>().ok());
+    match says {
+        Some(s) if s == dev => Ok(()),
+        Some(s) => Err(format!("it describes {s}, not {dev}")),
+        None => Err("it has no pci.pci-address".into()),
+    }
+}
+
 pub fn write(path: &Path, a: &Attachment) -> Result<()> {
     let data = serde_json::to_vec_pretty(&document(a)).expect("a JSON value always encodes");
     Ok(write_atomic(path, &data, false)?)

@@ -140,6 +140,57 @@ fn device_info_file_stays_in_its_directory_and_is_never_anothers() {
 }
 
 #[test]
+fn the_copy_multus_made_for_this_device_is_replaced_and_no_other_file() {
+    let bed = Bed::new(2);
+    let dir = bed.root().join("var/run/k8s.cni.cncf.io/devinfo/cni");
+    std::fs::create_dir_all(&dir).unwrap();
+    // What the device plugin writes in devinfo/dp/ and Multus copies to
+    // `<network>-<container>_<ifname>` before it calls the plugin.
+    let dp_doc = |i: usize| {
+        json!({"type": "pci", "version": "1.1.0",
+               "pci": {"pci-address": bed.pf.vfs[i].to_string(),
+                       "pf-pci-address": bed.pf.address.to_string()}})
+        .to_string()
+    };
+    let name = "/var/run/k8s.cni.cncf.io/devinfo/cni/net-p_net1";
+    let file = bed.root().join(&name[1..]);
+    let conf = bed.conf(0, json!({"runtimeConfig": {"CNIDeviceInfoFile": name}}));
+
+    // Another VF's file, and a symlink to this VF's: refused, untouched.
+    std::fs::write(&file, dp_doc(1)).unwrap();
+    let before = bed.state();
+    let out = bed.run("ADD", "p", &conf);
+    assert_eq!(out.err_code(), 7, "{out:?}");
+    assert!(out.msg().contains("describes"), "{}", out.msg());
+    assert_same(&before, &bed.state());
+    assert_eq!(read(&file), dp_doc(1));
+    std::fs::remove_file(&file).unwrap();
+    let target = dir.join("elsewhere.json");
+    std::fs::write(&target, dp_doc(0)).unwrap();
+    std::os::unix::fs::symlink(&target, &file).unwrap();
+    let out = bed.run("ADD", "p", &conf);
+    assert_eq!(out.err_code(), 7, "{out:?}");
+    assert!(out.msg().contains("symlink"), "{}", out.msg());
+    assert_eq!(read(&target), dp_doc(0));
+    assert!(bed.run("DEL", "p", &conf).ok());
+    assert!(
+        file.symlink_metadata().is_ok(),
+        "DEL removed a file ADD did not write"
+    );
+    std::fs::remove_file(&file).unwrap();
+
+    // This VF's copy: ADD replaces it with the plugin's document, DEL removes it.
+    std::fs::write(&file, dp_doc(0)).unwrap();
+    let out = bed.run("ADD", "p", &conf);
+    assert!(out.ok(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_str(&read(&file)).unwrap();
+    assert_eq!(doc["pci"]["pci-address"], bed.pf.vfs[0].to_string());
+    assert!(doc["pci"]["iommu-group"].is_string(), "{doc}");
+    assert!(bed.run("DEL", "p", &conf).ok());
+    assert!(!file.exists(), "DEL left the device-info file");
+}
+
+#[test]
 fn only_network_devices_are_taken() {
     let bed = Bed::new(3);
     // VF 1 turns out to be an NVMe VF, VF 2 a GPU function.

@@ -18,12 +18,10 @@ use crate::release::release;
 pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result<Value> {
     log::debug(&format!("ADD {} {}: start", env.container_id, env.ifname));
     let plan = plan::plan(raw, env, node)?;
-    if let Some(p) = plan.device_info_file.as_ref().filter(|p| p.exists()) {
-        return Err(CniError::netconf(format!(
-            "runtimeConfig.CNIDeviceInfoFile {} exists already: the plugin writes (and DEL removes) only a file of its own",
-            node.node_path(p).display()
-        )));
-    }
+    let existing = plan
+        .device_info_file
+        .clone()
+        .filter(|p| p.symlink_metadata().is_ok());
     let ledger = node.ledger();
     let mut ctx = AddCtx {
         node,
@@ -37,12 +35,23 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     // vfio-pci mode may have fallen back to netdevice).
     let Prepared { mut att, locks } = mode::for_plan(&plan).prepare(&mut ctx)?;
     log::debug(&format!("{}: prepared", att.device));
+    if let Some(p) = existing {
+        // Nothing has changed on the node yet: the locks go with `Prepared`.
+        if let Err(why) = devinfo::adoptable(&p, &att) {
+            return Err(CniError::netconf(format!(
+                "runtimeConfig.CNIDeviceInfoFile {} exists already and is not {}'s device-info file ({why}): the plugin replaces only the file Multus copied for this device",
+                ctx.node.node_path(&p).display(),
+                att.device
+            )));
+        }
+    }
     att.device_info_file = Some(
         plan.device_info_file
             .clone()
             .unwrap_or_else(|| devinfo::default_path(&ctx.node.root, &att)),
     );
-    // Checked above not to exist: the file is ADD's own, which DEL removes.
+    // New, or the copy Multus made for this device: ADD writes it, DEL
+    // removes it.
     att.device_info_written = true;
     // The claim first, then the record, both durable: from here on DEL or
     // GC can undo whatever happens, and no other ADD can take the device.
