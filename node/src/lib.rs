@@ -29,6 +29,7 @@ pub mod kube;
 pub mod log;
 pub mod plugin;
 pub mod pool;
+pub mod probe;
 pub mod rdma;
 pub mod setup;
 pub mod status;
