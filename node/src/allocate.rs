@@ -1,9 +1,13 @@
-//! What a container gets for the devices the kubelet allocated it: the vfio
-//! device nodes, the environment the SR-IOV device plugin sets (so DPDK
-//! apps written for it keep working), a hugetlbfs mount, or CDI names.
+//! What a container gets for the devices the kubelet allocated it, the way
+//! the SR-IOV network device plugin answers Allocate (so pods, apps and
+//! Multus written for it keep working): each device's nodes by its kind
+//! ([`crate::grant`]: vfio group, uio, RDMA, vhost-net, or none for a VF
+//! on a kernel driver), `PCIDEVICE_<PREFIX>_<NAME>` and its `_INFO`, the
+//! device-info file in `devinfo/dp/` ([`crate::devinfo`]), and our own
+//! extras: the pool's hugetlbfs mount, or CDI names instead of nodes.
 //!
-//! The group's device node is named here, before the sandbox exists; the
-//! CNI binds the VF to vfio-pci at ADD, which creates `/dev/vfio/<group>`
+//! A vfio group's node is named here, before the sandbox exists; the CNI
+//! binds the VF to vfio-pci at ADD, which creates `/dev/vfio/<group>`
 //! before the app container is created (REFERENCE.md section 4).
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,21 +18,26 @@ use ledger::{Ledger, Prebound};
 use serde_json::{json, Value};
 use vfio::{PciAddress, PciDevice, Sysfs, VFIO_PCI};
 
-use crate::api::{CdiDevice, ContainerAllocateResponse, DeviceSpec, Mount};
+use crate::api::{CdiDevice, ContainerAllocateResponse, Mount};
+use crate::devinfo::DpDir;
 use crate::error::{NodeError, Result};
+use crate::grant::{grant, Info, Mode};
 use crate::holders::{Claims, Holder};
+use crate::log;
 use crate::pool::{Device, Pool};
 
 /// How long an early bind waits for a CNI command working on the device
 /// (the plugin's own wait for a device's lock).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// `PCIDEVICE_<PREFIX>_<NAME>`: upper case, `.` and `/` (and `-`) to `_`.
+/// `PCIDEVICE_<PREFIX>_<NAME>`, upper case, `.` to `_`: the upstream
+/// plugin's name exactly (`/` is the `_` between prefix and name; a `-`
+/// stays, as it does there).
 pub fn env_name(resource: &str) -> String {
     let mut s = String::from("PCIDEVICE_");
     for c in resource.chars() {
         s.push(match c {
-            '.' | '/' | '-' => '_',
+            '.' | '/' => '_',
             c => c.to_ascii_uppercase(),
         });
     }
@@ -131,13 +140,18 @@ fn bind_early(sysfs: &Sysfs, dev: &PciDevice<'_>, ledger: &Ledger) -> Result<()>
     Ok(())
 }
 
-/// The container response for `ids` of `pool`.
+/// The container response for `ids` of `pool`: each device's nodes (one
+/// per host path, as the upstream plugin dedups them), the environment, the
+/// pool's hugetlbfs mount, or CDI names instead of the nodes. With
+/// `devinfo`, each device's device-info file is written there once every
+/// device has been served.
 pub fn container_response(
     sysfs: &Sysfs,
     pool: &Pool,
     ids: &[String],
     cdi: bool,
     ledger: Option<&Ledger>,
+    devinfo: Option<&DpDir>,
 ) -> Result<ContainerAllocateResponse> {
     let by_id: HashMap<String, &Device> = pool
         .devices
@@ -145,55 +159,45 @@ pub fn container_response(
         .map(|d| (d.addr.to_string(), d))
         .collect();
     let mut resp = ContainerAllocateResponse::default();
-    let mut info = serde_json::Map::new();
-    let mut seen_vfio = false;
+    let mut info: BTreeMap<String, Info> = BTreeMap::new();
+    let mut docs = Vec::new();
     for id in ids {
         let d = by_id.get(id).ok_or_else(|| {
             NodeError::Allocate(format!("device {id} is not in pool {}", pool.resource))
         })?;
-        let node = group_node(sysfs, d.addr, ledger)?;
-        let mut entry = json!({
-            "generic": {"deviceID": id},
-            "vfio": {"mount": "/dev/vfio/vfio", "dev-mount": node.container.display().to_string()},
-        });
-        if let Some(n) = d.numa {
-            entry["numa-node"] = json!(n);
-        }
-        info.insert(id.clone(), entry);
+        let g = grant(sysfs, pool, d, Mode::Allocate(ledger))?;
+        info.insert(id.clone(), g.info);
+        docs.push((id, g.devinfo));
         if cdi {
             resp.cdi_devices.push(CdiDevice {
                 name: format!("{}={}", cdi_kind(&pool.resource), cdi_device_name(id)),
             });
             continue;
         }
-        if !seen_vfio {
-            resp.devices.push(DeviceSpec {
-                container_path: "/dev/vfio/vfio".into(),
-                host_path: "/dev/vfio/vfio".into(),
-                permissions: "rw".into(),
-            });
-            seen_vfio = true;
-        }
-        let spec = DeviceSpec {
-            container_path: node.container.display().to_string(),
-            host_path: node.host.display().to_string(),
-            permissions: "rw".into(),
-        };
-        // Devices sharing a group share the node.
-        if !resp.devices.contains(&spec) {
-            resp.devices.push(spec);
+        for spec in g.specs {
+            // Devices sharing a group share its node.
+            if !resp.devices.iter().any(|s| s.host_path == spec.host_path) {
+                resp.devices.push(spec);
+            }
         }
     }
     let name = env_name(&pool.resource);
     resp.envs.insert(name.clone(), ids.join(","));
-    resp.envs
-        .insert(format!("{name}_INFO"), Value::Object(info).to_string());
+    resp.envs.insert(
+        format!("{name}_INFO"),
+        serde_json::to_string(&info).expect("strings always encode"),
+    );
     if let Some(h) = pool.config.hugepages.as_ref().filter(|h| h.mount) {
         resp.mounts.push(Mount {
             container_path: h.container_path.display().to_string(),
             host_path: h.host_path().display().to_string(),
             read_only: false,
         });
+    }
+    if let Some(dir) = devinfo {
+        for (id, doc) in docs {
+            dir.write(&pool.resource, id, &doc)?;
+        }
     }
     Ok(resp)
 }
@@ -208,22 +212,25 @@ pub fn cdi_device_name(bdf: &str) -> String {
     bdf.to_string()
 }
 
-/// A CDI spec (version 0.6.0) for every device of the pool.
+/// A CDI spec (version 0.6.0) for every device of the pool: the device
+/// nodes Allocate would give it, as far as known without changing the node.
 pub fn cdi_spec(sysfs: &Sysfs, pool: &Pool) -> Value {
     let mut devices = Vec::new();
     for d in &pool.devices {
         let id = d.addr.to_string();
-        let mut nodes = vec![json!({"path": "/dev/vfio/vfio", "hostPath": "/dev/vfio/vfio"})];
-        if let Some(g) = d.iommu_group {
-            let host = if sysfs.dev_vfio_dir().join(format!("noiommu-{g}")).exists() {
-                format!("/dev/vfio/noiommu-{g}")
-            } else {
-                format!("/dev/vfio/{g}")
-            };
-            nodes.push(
-                json!({"path": format!("/dev/vfio/{g}"), "hostPath": host, "permissions": "rw"}),
-            );
-        }
+        let nodes: Vec<Value> = match grant(sysfs, pool, d, Mode::Describe) {
+            Ok(g) => g
+                .specs
+                .iter()
+                .map(|s| {
+                    json!({"path": s.container_path, "hostPath": s.host_path, "permissions": s.permissions})
+                })
+                .collect(),
+            Err(e) => {
+                log::warn(&format!("{}: CDI spec of {id}: {e}", pool.resource));
+                continue;
+            }
+        };
         let mut edits = json!({"deviceNodes": nodes});
         if let Some(h) = pool.config.hugepages.as_ref().filter(|h| h.mount) {
             edits["mounts"] = json!([{
@@ -460,7 +467,8 @@ mod tests {
             env_name("intel.com/intel_sriov_dpdk"),
             "PCIDEVICE_INTEL_COM_INTEL_SRIOV_DPDK"
         );
-        assert_eq!(env_name("dpdk-cni.io/vf"), "PCIDEVICE_DPDK_CNI_IO_VF");
+        // Only '.' becomes '_', as upstream: a '-' stays.
+        assert_eq!(env_name("dpdk-cni.io/vf-a"), "PCIDEVICE_DPDK-CNI_IO_VF-A");
     }
 
     fn numa(list: &[(&str, Option<u32>)]) -> HashMap<String, Option<u32>> {

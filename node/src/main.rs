@@ -42,6 +42,8 @@ enum Cmd {
         #[arg(long)]
         settings_dir: Option<PathBuf>,
     },
+    /// Liveness/readiness check: the pools' plugin sockets answer.
+    Probe(dpdk_cni_node::probe::ProbeArgs),
     /// Show PFs, VFs, drivers, NUMA nodes, IOMMU groups, pools and holders.
     Status {
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -148,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             println!("installed {} from {}", dest.display(), from.display());
             Ok(())
         }
+        Cmd::Probe(a) => dpdk_cni_node::probe::main(a),
         Cmd::Status { config, state_dir } => {
             let sysfs = vfio::Sysfs::new(&cli.sysfs_root);
             let cfg = if config.exists() {

@@ -27,6 +27,7 @@ use crate::api::{
     PreStartContainerResponse, PreferredAllocationRequest, PreferredAllocationResponse,
     RegisterRequest, TopologyInfo,
 };
+use crate::devinfo::DpDir;
 use crate::error::NodeError;
 use crate::log;
 use crate::pool::Pool;
@@ -89,15 +90,44 @@ pub struct PluginService {
     sysfs: Sysfs,
     cdi: bool,
     ledger: Option<Ledger>,
+    devinfo: DpDir,
 }
 
 impl PluginService {
+    /// The service of one pool; device-info files go to the device
+    /// plugin's directory under the sysfs root (`/var/run/...` on a node).
     pub fn new(view: watch::Receiver<Arc<PoolView>>, sysfs: Sysfs, cdi: bool) -> Self {
+        let devinfo = DpDir::new(sysfs.root());
         PluginService {
             view,
             sysfs,
             cdi,
             ledger: None,
+            devinfo,
+        }
+    }
+
+    /// Removes the device-info files of every device of the pool, as the
+    /// plugin starts and stops (NPWG device-info specification 4.1.1).
+    fn clean_devinfo(&self) {
+        let view = self.view.borrow().clone();
+        let ids: Vec<String> = view
+            .pool
+            .devices
+            .iter()
+            .map(|d| d.addr.to_string())
+            .collect();
+        match self
+            .devinfo
+            .remove(&view.pool.resource, ids.iter().map(String::as_str))
+        {
+            Ok(0) => {}
+            Ok(n) => log::info(&format!(
+                "{}: removed {n} device-info files from {}",
+                view.pool.resource,
+                self.devinfo.path().display()
+            )),
+            Err(e) => log::warn(&format!("{}: device-info files: {e}", view.pool.resource)),
         }
     }
 
@@ -181,6 +211,7 @@ impl DevicePlugin for PluginService {
     ) -> Result<Response<AllocateResponse>, Status> {
         let view = self.view.borrow().clone();
         let (sysfs, cdi, ledger) = (self.sysfs.clone(), self.cdi, self.ledger.clone());
+        let devinfo = self.devinfo.clone();
         let requests = req.into_inner().container_requests;
         // Off the runtime: an early bind waits for the device's lock and the kernel.
         tokio::task::spawn_blocking(move || {
@@ -192,6 +223,7 @@ impl DevicePlugin for PluginService {
                     &c.devices_ids,
                     cdi,
                     ledger.as_ref(),
+                    Some(&devinfo),
                 )
                 .map_err(|e| {
                     log::warn(&format!(
@@ -326,6 +358,7 @@ pub async fn run(
     let endpoint = endpoint_name(&resource);
     let sock = dir.join(&endpoint);
     let kubelet = dir.join(KUBELET_SOCKET);
+    service.clean_devinfo();
     // Wakes on a directory event, a fallback period, or stop; true when stopping.
     async fn wait(
         ev: &mut broadcast::Receiver<()>,
@@ -340,6 +373,7 @@ pub async fn run(
     }
     loop {
         if *stop.borrow() {
+            service.clean_devinfo();
             return;
         }
         let _ = std::fs::remove_file(&sock);
@@ -351,6 +385,7 @@ pub async fn run(
                     sock.display()
                 ));
                 if wait(&mut dir_events, &mut stop, Duration::from_secs(5)).await {
+                    service.clean_devinfo();
                     return;
                 }
                 continue;
@@ -379,6 +414,7 @@ pub async fn run(
             if wait(&mut dir_events, &mut stop, Duration::from_secs(period)).await {
                 server.abort();
                 let _ = std::fs::remove_file(&sock);
+                service.clean_devinfo();
                 return;
             }
             // Coalesce the burst of events a kubelet restart makes.

@@ -47,6 +47,7 @@ pub struct Pool {
 struct Candidate {
     dev: Device,
     pf_names: Vec<String>,
+    rdma: bool,
 }
 
 fn hex_match(list: &[String], v: u16) -> bool {
@@ -58,8 +59,9 @@ fn hex_match(list: &[String], v: u16) -> bool {
 }
 
 fn selector_matches(sel: &Selectors, c: &Candidate, claimed: bool) -> bool {
-    if sel.is_rdma || sel.need_vhost_net {
-        // No RDMA or vhost-net devices here: a userspace (vfio) pool only.
+    // isRdma keeps the devices that have an RDMA device (needVhostNet
+    // selects nothing: Allocate adds the vhost-net nodes).
+    if sel.is_rdma && !c.rdma {
         return false;
     }
     if !hex_match(&sel.vendors, c.dev.vendor) || !hex_match(&sel.devices, c.dev.device_id) {
@@ -158,6 +160,7 @@ fn candidates(sysfs: &Sysfs) -> Result<Vec<Candidate>> {
                 driver: d.driver()?,
             },
             pf_names: names,
+            rdma: !crate::rdma::devices_of(sysfs, addr).is_empty(),
         });
     }
     Ok(out)

@@ -29,7 +29,8 @@ fn config(dir: &Path) -> std::path::PathBuf {
         &p,
         r#"{"resourceList": [{
             "resourceName": "dpdk_vf", "resourcePrefix": "intel.com",
-            "selectors": {"vendors": ["8086"], "devices": ["10ca"], "pfNames": ["ens1f0", "ens2f0"]},
+            "selectors": {"vendors": ["8086"], "devices": ["10ca"], "pfNames": ["ens1f0", "ens2f0"],
+                          "drivers": ["igbvf", "vfio-pci"]},
             "hugepages": {"pageSize": "2Mi"}
         }]}"#,
     )
@@ -247,8 +248,7 @@ async fn device_plugin_end_to_end() {
     assert_eq!(
         info["0000:81:10.0"],
         serde_json::json!({"generic": {"deviceID": "0000:81:10.0"},
-                           "vfio": {"mount": "/dev/vfio/vfio", "dev-mount": "/dev/vfio/1001"},
-                           "numa-node": 1})
+                           "vfio": {"mount": "/dev/vfio/vfio", "dev-mount": "/dev/vfio/1001"}})
     );
     assert_eq!(c.mounts.len(), 1);
     assert_eq!(
@@ -320,7 +320,7 @@ async fn config_reload_and_cdi() {
     fs::write(
         &cfg,
         format!(
-            r#"{{"resourceList": [{{"resourceName": "a", "selectors": {{"pfNames": ["ens1f0"]}}}}],
+            r#"{{"resourceList": [{{"resourceName": "a", "selectors": {{"pfNames": ["ens1f0"], "drivers": ["igbvf", "vfio-pci"]}}}}],
                    "cdi": {{"specDir": "{}"}}}}"#,
             cdi.display()
         ),

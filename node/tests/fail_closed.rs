@@ -296,6 +296,13 @@ async fn a_vf_whose_claim_cannot_be_read_is_not_offered_to_the_kubelet() {
 async fn allocate_never_rebinds_a_vf_an_attachment_holds() {
     let t = Fixture::new(false);
     t.node.enable_noiommu().unwrap();
+    // A pool of VFs the CNI binds to vfio-pci (a kernel-driver pool gets
+    // no vfio node, so nothing to bind early).
+    fs::write(
+        &t.cfg,
+        r#"{"resourceList": [{"resourceName": "vf", "selectors": {"pfNames": ["ens1f0"], "drivers": ["igbvf", "vfio-pci"]}}]}"#,
+    )
+    .unwrap();
     let held = addr("0000:01:10.2");
     let free = addr("0000:01:10.0");
     let ledger = Ledger::new(&t.state);

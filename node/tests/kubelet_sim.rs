@@ -54,7 +54,7 @@ fn registration_list_preferred_and_allocate_as_json_lines() {
     let cfg = tmp.path().join("config.json");
     fs::write(
         &cfg,
-        r#"{"resourceList": [{"resourceName": "vf", "selectors": {"pfNames": ["ens2f0"]},
+        r#"{"resourceList": [{"resourceName": "vf", "selectors": {"pfNames": ["ens2f0"], "drivers": ["igbvf", "vfio-pci"]},
             "hugepages": {"pageSize": "2Mi"}}]}"#,
     )
     .unwrap();
@@ -146,8 +146,12 @@ fn registration_list_preferred_and_allocate_as_json_lines() {
     assert_eq!(r["envs"]["PCIDEVICE_INTEL_COM_VF"], "0000:81:10.0");
     let info: Value =
         serde_json::from_str(r["envs"]["PCIDEVICE_INTEL_COM_VF_INFO"].as_str().unwrap()).unwrap();
-    assert_eq!(info["0000:81:10.0"]["numa-node"], 1);
     let g = format!("/dev/vfio/{group}");
+    assert_eq!(
+        info["0000:81:10.0"],
+        serde_json::json!({"generic": {"deviceID": "0000:81:10.0"},
+                           "vfio": {"mount": "/dev/vfio/vfio", "dev-mount": g}})
+    );
     assert_eq!(
         r["devices"],
         serde_json::json!([

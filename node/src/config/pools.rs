@@ -1,7 +1,7 @@
 //! Device pools, in the SR-IOV network device plugin's `resourceList`
 //! format: a resource name, selectors, and the hugepages its pods get.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
@@ -27,6 +27,10 @@ pub struct PoolConfig {
     pub selectors: Vec<Selectors>,
     #[serde(default)]
     pub hugepages: Option<Hugepages>,
+    /// Extra `PCIDEVICE_<..>_INFO` entries (`"extra"`), per PCI address or
+    /// `"*"` for every device, as the upstream plugin's `additionalInfo`.
+    #[serde(default)]
+    pub additional_info: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// A hugetlbfs mount handed to every container that gets a device of the pool.
