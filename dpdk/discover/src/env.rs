@@ -1,8 +1,11 @@
 //! The SR-IOV device plugin's environment: `PCIDEVICE_<PREFIX>_<RESOURCE>` =
 //! comma-separated PCI addresses, and `PCIDEVICE_<..>_INFO` = JSON
-//! `{"<bdf>":{"generic":{...},"vfio":{...},"numa-node":N}}` (`numa-node` is
-//! added by our node daemon; the upstream plugin has none). Each address is
-//! claimed as a PCI device; sysfs has the last word (see [`crate::resolve`]).
+//! `{"<bdf>":{"generic":{...},"vfio":{...}}}` (`uio`, `rdma`, `vhost`,
+//! `extra` where they apply; a `numa-node` is read when present). An address
+//! whose entry has a `vfio` or `uio` key, or that has no entry, is claimed as
+//! a PCI device EAL drives; one whose entry has neither (a VF left on its
+//! kernel driver) states nothing. Sysfs has the last word either way (see
+//! [`crate::resolve`]).
 
 use serde_json::Value;
 
@@ -36,20 +39,26 @@ pub fn devices_from_env(env: &[(String, String)]) -> Result<Vec<DeviceClaim>> {
         };
         for text in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let pci = parse_pci(var, text)?;
-            let numa_node = match info
-                .as_ref()
-                .and_then(|i| i.get(text))
-                .and_then(|d| d.get("numa-node"))
-            {
+            let entry = info.as_ref().and_then(|i| i.get(text));
+            let stated = match entry {
+                Some(e) if e.get("vfio").is_none() && e.get("uio").is_none() => None,
+                _ => Some(DeviceKind::Vfio { pci }),
+            };
+            let rdma_device = entry
+                .and_then(|e| e.pointer("/rdma/rdma_dev"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            let numa_node = match entry.and_then(|d| d.get("numa-node")) {
                 Some(v) => parse_numa_node(&format!("{info_var}[{text}]"), v)?,
                 None => None,
             };
             devices.push(DeviceClaim {
                 origin: var.clone(),
                 pci: Some(pci),
-                stated: Some(DeviceKind::Vfio { pci }),
+                stated,
                 numa_node,
-                rdma_device: None,
+                rdma_device,
             });
         }
     }

@@ -177,6 +177,32 @@ fn device_plugin_env_with_numa_and_dedup() {
 }
 
 #[test]
+fn device_plugin_env_says_vfio_only_with_a_vfio_or_uio_entry() {
+    // Neither device is in the pod's sysfs: only what the env states counts.
+    let pod = Pod::new();
+    let mut i = pod.inputs();
+    i.env
+        .push(("PCIDEVICE_INTEL_COM_K".into(), "0000:05:10.0".into()));
+    i.env.push((
+        "PCIDEVICE_INTEL_COM_K_INFO".into(),
+        r#"{"0000:05:10.0":{"generic":{"deviceID":"0000:05:10.0"}}}"#.into(),
+    ));
+    // A VF left on its kernel driver (a netdevice pool): no `-a` for it.
+    assert!(
+        matches!(err(&i), DiscoverError::DeviceNotInSysfs { pci, .. } if pci.to_string() == "0000:05:10.0"),
+        "{:?}",
+        discover(&i)
+    );
+    i.env.pop();
+    i.env.push((
+        "PCIDEVICE_INTEL_COM_K_INFO".into(),
+        r#"{"0000:05:10.0":{"generic":{"deviceID":"0000:05:10.0"},"uio":{"mount":"/dev/uio3"}}}"#
+            .into(),
+    ));
+    assert!(args(&i).contains("-a 0000:05:10.0"));
+}
+
+#[test]
 fn lcores_from_cpuset_and_list() {
     let pod = Pod::new();
     pod.devinfo("a.json", VFIO_DEVINFO);
