@@ -10,6 +10,8 @@
 #[path = "compat/case.rs"]
 mod case;
 mod common;
+#[path = "compat/device_plugin.rs"]
+mod device_plugin;
 #[path = "compat/expect.rs"]
 mod expect;
 #[path = "compat/multus.rs"]
@@ -388,5 +390,40 @@ fn upstream_sriov_configs_behave_as_upstream() {
         "{} expectation(s) from upstream not met:\n  {}",
         failures.len(),
         failures.join("\n  ")
+    );
+}
+
+#[test]
+fn device_plugin_data_matches_upstream_selection() {
+    let node = device_plugin::load_node("node.json");
+    assert!(!node.description.is_empty(), "node.json: describe the node");
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &node.devices {
+        assert!(seen.insert(&d.address), "node.json: {} twice", d.address);
+        assert!(d.numa_node >= -1, "node.json: {} numa_node", d.address);
+        if let Some(pf) = &d.physfn {
+            assert!(
+                node.devices.iter().any(|p| &p.address == pf
+                    && p.sriov_numvfs.unwrap_or(0) > d.vf_index.unwrap_or(u32::MAX)),
+                "node.json: {}'s PF {pf} is not on the node or has no VF {:?}",
+                d.address,
+                d.vf_index
+            );
+        }
+    }
+    let cases = device_plugin::load_cases();
+    assert!(cases.len() >= 10, "{} device plugin configs", cases.len());
+    let bad: Vec<String> = cases
+        .iter()
+        .flat_map(|(name, c)| {
+            device_plugin::check_case(name, c)
+                .into_iter()
+                .map(move |b| format!("{name} (from {}): {b}", c.source))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "device plugin data:\n  {}",
+        bad.join("\n  ")
     );
 }
