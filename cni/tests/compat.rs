@@ -77,7 +77,12 @@ fn code_of(o: &Outcome) -> Option<u64> {
 
 impl Cycle<'_> {
     fn call(&self, cmd: &str, stdin: &[u8]) -> Outcome {
-        self.node.run(cmd, &env(&self.me, &self.args), stdin)
+        let args = if cmd == "ADD" {
+            self.me.add_args(self.run.pod_mac.as_deref())
+        } else {
+            self.args.clone()
+        };
+        self.node.run(cmd, &env(&self.me, &args), stdin)
     }
 
     fn miss(&mut self, path: &str, want: String, got: String) {

@@ -13,7 +13,8 @@
 //!   `deviceID` and `CNIDeviceInfoFile` with a resourceName, and `mac` from
 //!   the selection element;
 //! - CNI_ARGS `IgnoreUnknown=true;K8S_POD_NAMESPACE=..;K8S_POD_NAME=..;
-//!   K8S_POD_INFRA_CONTAINER_ID=..;K8S_POD_UID=..` (`createRuntimeConf`);
+//!   K8S_POD_INFRA_CONTAINER_ID=..;K8S_POD_UID=..` (`createRuntimeConf`),
+//!   and for ADD `MAC=` with the selection element's mac (`DelegateAdd`);
 //! - CHECK only from cniVersion 0.4.0 on, and CHECK and DEL carry the
 //!   cached ADD result as `prevResult` from 0.4.0 on (`CheckNetwork`,
 //!   `DelNetwork`).
@@ -37,6 +38,14 @@ impl Pod {
             "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={}",
             self.name, self.container_id, self.uid
         )
+    }
+
+    /// ADD's CNI_ARGS: Multus adds the selection element's mac.
+    pub fn add_args(&self, mac: Option<&str>) -> String {
+        match mac {
+            Some(m) => format!("{};MAC={m}", self.cni_args()),
+            None => self.cni_args(),
+        }
     }
 }
 
