@@ -44,6 +44,28 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     (prefix <= max).then_some((ip, prefix))
 }
 
+/// A 0.1.0/0.2.0 IPAM answer (`ip4`/`ip6` blocks with `ip`, `gateway`,
+/// `routes`) in the current shape (`ips`, `routes`), as libcni converts it.
+fn from_legacy(r: &Value) -> Value {
+    let (mut ips, mut routes) = (Vec::new(), Vec::new());
+    for key in ["ip4", "ip6"] {
+        let Some(b) = r.get(key) else { continue };
+        let mut ip = serde_json::json!({"address": b.get("ip").cloned().unwrap_or(Value::Null)});
+        if let Some(g) = b.get("gateway") {
+            ip["gateway"] = g.clone();
+        }
+        ips.push(ip);
+        routes.extend(
+            b.get("routes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+    }
+    serde_json::json!({"ips": ips, "routes": routes})
+}
+
 pub fn ipam_config(ipam: Option<&Value>) -> Result<(Vec<PodIp>, Vec<PodRoute>)> {
     let Some(r) = ipam else {
         return Ok((Vec::new(), Vec::new()));
@@ -53,6 +75,13 @@ pub fn ipam_config(ipam: Option<&Value>) -> Result<(Vec<PodIp>, Vec<PodRoute>)> 
             code::IPAM_FAILED,
             format!("the IPAM result has an invalid {what}: {v}"),
         )
+    };
+    let current;
+    let r = if r.get("ips").is_none() && (r.get("ip4").is_some() || r.get("ip6").is_some()) {
+        current = from_legacy(r);
+        &current
+    } else {
+        r
     };
     let mut ips = Vec::new();
     for ip in r.get("ips").and_then(Value::as_array).into_iter().flatten() {
@@ -265,8 +294,11 @@ pub fn finish(
             i.remove("pciID");
         }
     }
-    if let Some(m) = plan.mtu {
-        res["interfaces"][0]["mtu"] = m.into();
+    // The interface's MTU as the pod sees it (what sriov-cni reports and
+    // Multus copies into network-status), from 1.0.0 on.
+    let mtu = plan.mtu.unwrap_or(link.mtu);
+    if mtu != 0 && crate::version::at_least(&att.cni_version, "1.0.0") {
+        res["interfaces"][0]["mtu"] = mtu.into();
     }
     att.phase = Phase::Complete;
     att.result = Some(res.clone());
@@ -319,5 +351,19 @@ mod tests {
         assert_eq!(routes[1].gw, Some("10.1.0.254".parse().unwrap()));
         let bad = serde_json::json!({"ips":[{"address":"10.1.0.5/40"}]});
         assert_eq!(ipam_config(Some(&bad)).unwrap_err().code, code::IPAM_FAILED);
+    }
+
+    #[test]
+    fn a_legacy_ipam_answer_configures_the_pod_too() {
+        // host-local asked with cniVersion 0.1.0 answers with ip4/ip6 blocks.
+        let r = serde_json::json!({"cniVersion":"0.1.0",
+            "ip4":{"ip":"10.56.217.2/24","gateway":"10.56.217.1","routes":[{"dst":"0.0.0.0/0"}]},
+            "ip6":{"ip":"fd00::2/64"}});
+        let (ips, routes) = ipam_config(Some(&r)).unwrap();
+        let got: Vec<String> = ips.iter().map(|i| format!("{}/{}", i.ip, i.prefix)).collect();
+        assert_eq!(got, ["10.56.217.2/24", "fd00::2/64"]);
+        assert_eq!(ips[0].gateway, Some("10.56.217.1".parse().unwrap()));
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].gw, Some("10.56.217.1".parse().unwrap()));
     }
 }

@@ -30,6 +30,9 @@ pub fn prepare_target(
     fallback_reason: Option<String>,
 ) -> Result<Prepared> {
     pci::precheck(ctx, target)?;
+    // A VF another pod holds has its netdev in that pod: say so (101)
+    // rather than that the netdev is missing.
+    pci::refuse_held(ctx, target.device)?;
     // The kernel path looks at the netdev before anything changes.
     let link = host_link(ctx.node, target.device)?;
     pci::record(

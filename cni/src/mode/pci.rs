@@ -68,25 +68,15 @@ pub struct Handover {
     pub fallback_reason: Option<String>,
 }
 
-/// Takes the device's lock, refuses a device another attachment holds, and
-/// records the device's original state.
-pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Prepared> {
-    let dev = target.device;
-    let ledger = ctx.ledger;
-    let sysfs = ctx.node.sysfs.clone();
-    let group = sysfs.device(dev)?.iommu_group()?;
-    let mut locks = Vec::new();
-    if let Some(g) = group {
-        locks.push(ledger.lock_device(&format!("group-{g}"), LOCK_WAIT)?);
-    }
-    locks.push(ledger.lock_device(&dev, LOCK_WAIT)?);
-    log::debug(&format!("{dev}: locked"));
+/// Refuses (101) a device another attachment claims, or this one already;
+/// returns this attachment's claim. [`record`] asks again under the lock.
+pub fn refuse_held(ctx: &AddCtx<'_>, dev: vfio::PciAddress) -> Result<Claim> {
     let me = Claim {
         network: ctx.plan.base.name.clone(),
         container_id: ctx.env.container_id.clone(),
         ifname: ctx.env.ifname.clone(),
     };
-    if let Some(holder) = ledger.claim(dev)? {
+    if let Some(holder) = ctx.ledger.claim(dev)? {
         let msg = if holder == me {
             format!(
                 "{dev} is already attached to container {} as {}: DEL it before adding it again",
@@ -100,6 +90,23 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         };
         return Err(CniError::new(code::DEVICE_BUSY, msg));
     }
+    Ok(me)
+}
+
+/// Takes the device's lock, refuses a device another attachment holds, and
+/// records the device's original state.
+pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Prepared> {
+    let dev = target.device;
+    let ledger = ctx.ledger;
+    let sysfs = ctx.node.sysfs.clone();
+    let group = sysfs.device(dev)?.iommu_group()?;
+    let mut locks = Vec::new();
+    if let Some(g) = group {
+        locks.push(ledger.lock_device(&format!("group-{g}"), LOCK_WAIT)?);
+    }
+    locks.push(ledger.lock_device(&dev, LOCK_WAIT)?);
+    log::debug(&format!("{dev}: locked"));
+    let me = refuse_held(ctx, dev)?;
     refuse_second_attachment(ledger, &me)?;
     allocation::check(ctx.node, ctx.env, dev)?;
     if let (DeviceType::VfioPci, Some(g)) = (how.kind, group) {
