@@ -27,6 +27,7 @@ pub mod kube;
 pub mod log;
 pub mod plugin;
 pub mod pool;
+pub mod select;
 pub mod setup;
 pub mod status;
 pub mod watch;
