@@ -18,6 +18,7 @@
 
 pub mod allocate;
 pub mod annotate;
+pub mod args;
 pub mod config;
 pub mod daemon;
 pub mod error;
