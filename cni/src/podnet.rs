@@ -360,7 +360,10 @@ mod tests {
             "ip4":{"ip":"10.56.217.2/24","gateway":"10.56.217.1","routes":[{"dst":"0.0.0.0/0"}]},
             "ip6":{"ip":"fd00::2/64"}});
         let (ips, routes) = ipam_config(Some(&r)).unwrap();
-        let got: Vec<String> = ips.iter().map(|i| format!("{}/{}", i.ip, i.prefix)).collect();
+        let got: Vec<String> = ips
+            .iter()
+            .map(|i| format!("{}/{}", i.ip, i.prefix))
+            .collect();
         assert_eq!(got, ["10.56.217.2/24", "fd00::2/64"]);
         assert_eq!(ips[0].gateway, Some("10.56.217.1".parse().unwrap()));
         assert_eq!(routes.len(), 1);

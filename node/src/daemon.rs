@@ -31,7 +31,7 @@ use vfio::{PciAddress, Sysfs};
 
 use crate::allocate;
 use crate::annotate::{self, FreeVfs};
-use crate::config::Config;
+use crate::config::{self, CdiConfig, Config};
 use crate::error::NodeError;
 use crate::holders::Claims;
 use crate::kube::KubeClient;
@@ -46,6 +46,11 @@ use crate::watch::DirWatcher;
 pub struct Options {
     pub sysfs_root: PathBuf,
     pub config: PathBuf,
+    /// The prefix of pools that name none (`--resource-prefix`).
+    pub resource_prefix: String,
+    /// Allocate answers with CDI device names (`--use-cdi`), spec files in
+    /// the config's `cdi.specDir` or `/var/run/cdi`.
+    pub use_cdi: bool,
     pub kubelet_dir: PathBuf,
     pub state_dir: PathBuf,
     pub node_name: Option<String>,
@@ -102,18 +107,14 @@ fn report_claims(old: Option<&Claims>, new: &Claims) {
     }
 }
 
-fn load_config(path: &Path) -> Option<Config> {
-    match Config::load(path) {
-        Ok(c) => Some(c),
-        Err(NodeError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            log::warn(&format!("{} does not exist yet: no pools", path.display()));
-            Some(Config::default())
-        }
-        Err(e) => {
-            log::warn(&e.to_string());
-            None
-        }
-    }
+/// The CDI settings in force: the config's, else with `--use-cdi` spec
+/// files in `/var/run/cdi` (under the sysfs root: a fake tree's own).
+fn cdi_config(opts: &Options, cfg: &Config) -> Option<CdiConfig> {
+    cfg.cdi.clone().or_else(|| {
+        opts.use_cdi.then(|| CdiConfig {
+            spec_dir: opts.sysfs_root.join("var/run/cdi"),
+        })
+    })
 }
 
 /// What one application of the node setup left undone.
@@ -223,6 +224,7 @@ impl Pools {
             Vec::new()
         });
         let numvfs = pool::pf_numvfs(sysfs, &found);
+        let cdi = cdi_config(opts, cfg);
         let (stop, stop_rx) = watch::channel(false);
         let hc = HealthChecker::new(sysfs);
         let mut pf_cache = BTreeMap::new();
@@ -234,12 +236,12 @@ impl Pools {
                 .map(|r| r.is_ok())
                 .collect();
             log::info(&format!("pool {}: {} devices", p.resource, p.devices.len()));
-            if let Some(cdi) = &cfg.cdi {
+            if let Some(cdi) = &cdi {
                 write_cdi_spec(sysfs, &cdi.spec_dir, &p);
             }
             let resource = p.resource.clone();
             let (tx, rx) = watch::channel(Arc::new(PoolView { pool: p, healthy }));
-            let svc = PluginService::new(rx, sysfs.clone(), cfg.cdi.is_some())
+            let svc = PluginService::new(rx, sysfs.clone(), cdi.is_some())
                 .with_state_dir(&opts.state_dir);
             tasks.push(tokio::spawn(plugin::run(
                 opts.kubelet_dir.clone(),
@@ -362,14 +364,26 @@ impl Pools {
 fn write_cdi_spec(sysfs: &Sysfs, dir: &Path, p: &pool::Pool) {
     let name = plugin::endpoint_name(&p.resource).replace(".sock", ".json");
     let spec = allocate::cdi_spec(sysfs, p);
-    if let Err(e) = write_atomic(&dir.join(name), spec.to_string().as_bytes(), false) {
+    // The runtime reads the directory; it may not exist before the first spec.
+    let written = std::fs::create_dir_all(dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))
+        .and_then(|()| {
+            write_atomic(&dir.join(name), spec.to_string().as_bytes(), false)
+                .map_err(|e| e.to_string())
+        });
+    if let Err(e) = written {
         log::warn(&format!("CDI spec for {}: {e}", p.resource));
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
+///
+/// A config that does not load stops it before anything on the node
+/// changes, with the file and the problem in the error (the upstream plugin
+/// exits too, so its pod restarts until the ConfigMap is fixed).
 pub fn run(opts: Options) -> anyhow::Result<()> {
-    let cfg = load_config(&opts.config).unwrap_or_default();
+    let cfg = config::load_checked(&opts.config, &opts.resource_prefix)?;
+    config::log_loaded(&opts.config, &cfg);
     // Before the runtime: the kernel netlink client blocks on its own.
     let setup = run_setup(&opts, &cfg);
     setup.log(None);
@@ -476,9 +490,15 @@ async fn serve(opts: Options, mut cfg: Config, mut setup: SetupOutcome) -> anyho
             }
             _ = async { tokio::time::sleep_until(reload_at.unwrap_or_else(Instant::now)).await }, if reload_at.is_some() => {
                 reload_at = None;
-                if let Some(new) = load_config(&opts.config) {
-                    if new != cfg {
-                        log::info("config changed");
+                // A config that does not load changes nothing: the pools
+                // and the node setup of the last valid one stay.
+                match config::load_checked(&opts.config, &opts.resource_prefix) {
+                    Err(e) => log::error(&format!(
+                        "{e}; the daemon keeps the last valid config ({} pools) until the file is fixed",
+                        cfg.resource_list.len()
+                    )),
+                    Ok(new) if new != cfg => {
+                        config::log_loaded(&opts.config, &new);
                         let setup_changed = new.node_setup != cfg.node_setup;
                         let pools_changed = new.resource_list != cfg.resource_list
                             || new.resource_prefix != cfg.resource_prefix
@@ -497,6 +517,7 @@ async fn serve(opts: Options, mut cfg: Config, mut setup: SetupOutcome) -> anyho
                         }
                         recount = true;
                     }
+                    Ok(_) => {}
                 }
             }
             _ = term.recv() => break,

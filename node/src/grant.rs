@@ -159,14 +159,8 @@ pub fn grant(sysfs: &Sysfs, pool: &Pool, dev: &Device, mode: Mode<'_>) -> Result
         }
         Kind::Kernel => {}
     }
-    if let Some(extra) = &pool.config.additional_info {
-        let mut e = BTreeMap::new();
-        for key in ["*", id.as_str()] {
-            if let Some(kv) = extra.get(key) {
-                e.extend(kv.iter().map(|(k, v)| (k.clone(), v.clone())));
-            }
-        }
-        info.insert("extra".into(), e);
+    if !pool.config.additional_info.is_empty() {
+        info.insert("extra".into(), pool.config.extra_info(addr));
     }
     if is_rdma(pool) {
         let names = rdma::devices_of(sysfs, addr);

@@ -18,6 +18,7 @@
 
 pub mod allocate;
 pub mod annotate;
+pub mod args;
 pub mod config;
 pub mod daemon;
 pub mod devinfo;
@@ -31,6 +32,7 @@ pub mod plugin;
 pub mod pool;
 pub mod probe;
 pub mod rdma;
+pub mod select;
 pub mod setup;
 pub mod status;
 pub mod watch;

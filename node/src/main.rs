@@ -1,19 +1,22 @@
 //! dpdk-cni-node: the daemon (`run`, the default), `install-cni` for the
 //! DaemonSet's init container, and `status`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use dpdk_cni_node::{daemon, install, kube::KubeClient, status};
+use clap::{CommandFactory, Parser, Subcommand};
+use dpdk_cni_node::args::{self, go_bool, go_int, LongFlag};
+use dpdk_cni_node::config::DEFAULT_PREFIX;
+use dpdk_cni_node::{daemon, install, kube::KubeClient, log, status};
 
 #[derive(Debug, Parser)]
 #[command(name = "dpdk-cni-node", version, about)]
 struct Cli {
     #[command(flatten)]
     run: RunArgs,
-    /// The root under which `sys/` and `dev/` are found (a fake tree in tests).
+    /// The root under which `sys/`, `dev/`, `proc/` and `--use-cdi`'s
+    /// `var/run/cdi` are found (a fake tree in tests).
     #[arg(long, global = true, default_value = "/")]
     sysfs_root: PathBuf,
     #[command(subcommand)]
@@ -46,21 +49,54 @@ enum Cmd {
     Probe(dpdk_cni_node::probe::ProbeArgs),
     /// Show PFs, VFs, drivers, NUMA nodes, IOMMU groups, pools and holders.
     Status {
-        #[arg(long, default_value = DEFAULT_CONFIG)]
+        #[arg(long, alias = "config-file", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        #[arg(long, default_value = DEFAULT_PREFIX)]
+        resource_prefix: String,
         #[arg(long, default_value = DEFAULT_STATE)]
         state_dir: PathBuf,
     },
 }
 
 const DEFAULT_CONFIG: &str = "/etc/dpdk-cni/config.json";
+/// The upstream device plugin's default config file.
+const UPSTREAM_CONFIG: &str = "/etc/pcidp/config.json";
 const DEFAULT_STATE: &str = "/var/lib/cni/dpdk-cni";
 
 #[derive(Debug, Clone, clap::Args)]
 struct RunArgs {
     /// The config file (pools and node setup); reloaded when it changes.
-    #[arg(long, default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// Default: /etc/dpdk-cni/config.json, else /etc/pcidp/config.json
+    /// (the upstream device plugin's), whichever exists.
+    #[arg(long, conflicts_with = "config_file")]
+    config: Option<PathBuf>,
+    /// The same, by the upstream device plugin's name.
+    #[arg(long, value_name = "CONFIG")]
+    config_file: Option<PathBuf>,
+    /// The resource prefix of pools that name none (in the pool or the file).
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    resource_prefix: String,
+    /// Allocate answers with CDI device names (spec files in /var/run/cdi,
+    /// or the config's cdi.specDir).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false",
+          default_missing_value = "true", value_parser = go_bool)]
+    use_cdi: bool,
+    /// Also append log lines to dpdk-cni-node.log in this directory; a
+    /// relative one is under /var/log (the upstream image's meaning).
+    #[arg(long, alias = "log_dir")]
+    log_dir: Option<PathBuf>,
+    /// Verbosity, an integer as glog's -v: 4 and up adds debug lines.
+    #[arg(long, alias = "v", default_value = "0", value_parser = go_int,
+          allow_negative_numbers = true)]
+    log_level: i32,
+    /// glog's; logs always go to stderr.
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool)]
+    logtostderr: Option<bool>,
+    /// glog's; logs always go to stderr.
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", value_parser = go_bool)]
+    alsologtostderr: Option<bool>,
     /// The kubelet's device plugin directory.
     #[arg(long, default_value = "/var/lib/kubelet/device-plugins")]
     kubelet_dir: PathBuf,
@@ -113,24 +149,56 @@ fn kube_client(a: &RunArgs) -> anyhow::Result<Option<KubeClient>> {
     Ok(None)
 }
 
+/// Every long flag and alias of `cmd` and its subcommands.
+fn long_flags(cmd: &clap::Command) -> Vec<LongFlag> {
+    let mut out = Vec::new();
+    for a in cmd.get_arguments() {
+        let takes_next = a.get_action().takes_values()
+            && !a.is_require_equals_set()
+            && a.get_num_args().is_none_or(|n| n.min_values() > 0);
+        let names = a
+            .get_long()
+            .into_iter()
+            .chain(a.get_all_aliases().unwrap_or_default());
+        out.extend(names.map(|n| LongFlag {
+            name: n.to_string(),
+            takes_next,
+        }));
+    }
+    for sc in cmd.get_subcommands() {
+        out.extend(long_flags(sc));
+    }
+    out
+}
+
+/// Sets up logging as `--log-level` and `--log-dir` say.
+fn init_log(a: &RunArgs) -> anyhow::Result<()> {
+    let dir = match &a.log_dir {
+        Some(v) => log::resolve_dir(v).map_err(anyhow::Error::msg)?,
+        None => None,
+    };
+    let file = dir
+        .map(|d| log::open_file(&d))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    log::init(a.log_level, file);
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cmd = Cli::command();
+    cmd.build();
+    let argv = args::go_style(std::env::args_os(), &long_flags(&cmd));
+    let cli = Cli::parse_from(argv);
     match cli.cmd.unwrap_or(Cmd::Run(cli.run)) {
-        Cmd::Run(a) => daemon::run(daemon::Options {
-            sysfs_root: cli.sysfs_root,
-            kube: kube_client(&a)?,
-            config: a.config,
-            kubelet_dir: a.kubelet_dir,
-            state_dir: a.state_dir,
-            node_name: a.node_name,
-            health_interval: Duration::from_millis(a.health_interval_ms.max(50)),
-            annotate_interval: Duration::from_millis(a.annotate_interval_ms),
-            #[cfg(feature = "test-hooks")]
-            fakes: daemon::Fakes {
-                emulated_kernel: a.emulated_kernel,
-                netlink: a.fake_netlink,
-            },
-        }),
+        Cmd::Run(a) => {
+            // One line for what stops the daemon, in the log file too.
+            if let Err(e) = run(cli.sysfs_root, a) {
+                log::error(&format!("{e}; exiting"));
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::InstallCni {
             from,
             to,
@@ -151,10 +219,17 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Probe(a) => dpdk_cni_node::probe::main(a),
-        Cmd::Status { config, state_dir } => {
+        Cmd::Status {
+            config,
+            resource_prefix,
+            state_dir,
+        } => {
             let sysfs = vfio::Sysfs::new(&cli.sysfs_root);
             let cfg = if config.exists() {
-                Some(dpdk_cni_node::config::Config::load(&config)?)
+                Some(dpdk_cni_node::config::Config::load_with_prefix(
+                    &config,
+                    Some(&resource_prefix),
+                )?)
             } else {
                 None
             };
@@ -167,4 +242,31 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn run(sysfs_root: PathBuf, a: RunArgs) -> anyhow::Result<()> {
+    init_log(&a)?;
+    let named = a.config.as_deref().or(a.config_file.as_deref());
+    let config = args::config_path(
+        named,
+        &[Path::new(DEFAULT_CONFIG), Path::new(UPSTREAM_CONFIG)],
+    )
+    .map_err(anyhow::Error::msg)?;
+    daemon::run(daemon::Options {
+        sysfs_root,
+        kube: kube_client(&a)?,
+        config,
+        resource_prefix: a.resource_prefix,
+        use_cdi: a.use_cdi,
+        kubelet_dir: a.kubelet_dir,
+        state_dir: a.state_dir,
+        node_name: a.node_name,
+        health_interval: Duration::from_millis(a.health_interval_ms.max(50)),
+        annotate_interval: Duration::from_millis(a.annotate_interval_ms),
+        #[cfg(feature = "test-hooks")]
+        fakes: daemon::Fakes {
+            emulated_kernel: a.emulated_kernel,
+            netlink: a.fake_netlink,
+        },
+    })
 }

@@ -1,21 +1,21 @@
 //! Device pools: which PCI functions of the node belong to which resource,
 //! found by the config's selectors, and whether each is healthy now.
 //!
-//! A VF is a candidate when it is a network function (class 0x02) with a
-//! `physfn` link; a PF is one when it has no VFs enabled. A device goes to
-//! the first pool whose selectors match (selectors in a list are OR-ed,
-//! fields within one selector AND-ed, values within a field OR-ed, as in the
+//! What each selector means is in `crate::select`. A device goes to the
+//! first pool whose selectors match (selectors in a list are OR-ed, fields
+//! within one selector AND-ed, values within a field OR-ed, as in the
 //! upstream device plugin).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
 use vfio::{PciAddress, Sysfs, VFIO_PCI};
 
-use crate::config::{Config, PfName, PoolConfig, Selectors};
+use crate::config::{Config, PoolConfig};
 use crate::error::Result;
+use crate::{log, select};
 
 /// One device of a pool, as discovered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,130 +42,6 @@ pub struct Pool {
     pub devices: Vec<Device>,
 }
 
-/// Facts about a candidate device, read once.
-#[derive(Debug, Clone)]
-struct Candidate {
-    dev: Device,
-    pf_names: Vec<String>,
-    rdma: bool,
-}
-
-fn hex_match(list: &[String], v: u16) -> bool {
-    list.is_empty()
-        || list.iter().any(|s| {
-            let s = s.trim().trim_start_matches("0x");
-            u16::from_str_radix(s, 16).ok() == Some(v)
-        })
-}
-
-fn selector_matches(sel: &Selectors, c: &Candidate, claimed: bool) -> bool {
-    // isRdma keeps the devices that have an RDMA device (needVhostNet
-    // selects nothing: Allocate adds the vhost-net nodes).
-    if sel.is_rdma && !c.rdma {
-        return false;
-    }
-    if !hex_match(&sel.vendors, c.dev.vendor) || !hex_match(&sel.devices, c.dev.device_id) {
-        return false;
-    }
-    if !sel.drivers.is_empty() {
-        let drv = c.dev.driver.as_deref();
-        // A VF the CNI handed to a pod is on vfio-pci now; it still belongs.
-        let ok = drv.is_some_and(|d| sel.drivers.iter().any(|s| s == d))
-            || (claimed && drv == Some(VFIO_PCI));
-        if !ok {
-            return false;
-        }
-    }
-    if !sel.pci_addresses.is_empty()
-        && !sel
-            .pci_addresses
-            .iter()
-            .any(|a| a.parse::<PciAddress>().ok() == Some(c.dev.addr))
-    {
-        return false;
-    }
-    if !sel.root_devices.is_empty() {
-        let Some(pf) = c.dev.pf else { return false };
-        if !sel
-            .root_devices
-            .iter()
-            .any(|a| a.parse::<PciAddress>().ok() == Some(pf))
-        {
-            return false;
-        }
-    }
-    if !sel.pf_names.is_empty() {
-        let ok = sel.pf_names.iter().any(|n| {
-            let Ok(p) = n.parse::<PfName>() else {
-                return false;
-            };
-            c.pf_names.contains(&p.name)
-                && match (&p.vfs, c.dev.vf_index) {
-                    (None, _) => true,
-                    (Some(set), Some(i)) => set.contains(&i),
-                    (Some(_), None) => false,
-                }
-        });
-        if !ok {
-            return false;
-        }
-    }
-    // linkTypes: every candidate is Ethernet; "ether" or empty match.
-    if !sel.link_types.is_empty() && !sel.link_types.iter().any(|l| l == "ether" || l == "eth") {
-        return false;
-    }
-    true
-}
-
-fn candidates(sysfs: &Sysfs) -> Result<Vec<Candidate>> {
-    let mut out = Vec::new();
-    let mut pf_names: HashMap<PciAddress, Vec<String>> = HashMap::new();
-    for addr in sysfs.devices()? {
-        let Ok(d) = sysfs.device(addr) else { continue };
-        // Network controllers only (class 0x02xxxx).
-        if d.class().map(|c| c >> 16 != 0x02).unwrap_or(true) {
-            continue;
-        }
-        let pf = d.physfn()?;
-        if pf.is_none() && d.sriov_numvfs()?.unwrap_or(0) > 0 {
-            continue;
-        }
-        let (pf_name, vf_index, names) = match pf {
-            Some(pf) => {
-                let names = match pf_names.get(&pf) {
-                    Some(n) => n.clone(),
-                    None => {
-                        let n = sysfs
-                            .device(pf)
-                            .and_then(|p| p.net_names())
-                            .unwrap_or_default();
-                        pf_names.insert(pf, n.clone());
-                        n
-                    }
-                };
-                (names.first().cloned(), d.vf_index().ok(), names)
-            }
-            None => (None, None, d.net_names().unwrap_or_default()),
-        };
-        out.push(Candidate {
-            dev: Device {
-                addr,
-                vendor: d.vendor()?,
-                device_id: d.device_id()?,
-                pf,
-                pf_name,
-                vf_index,
-                numa: d.numa_node()?,
-                iommu_group: d.iommu_group()?,
-                driver: d.driver()?,
-            },
-            pf_names: names,
-            rdma: !crate::rdma::devices_of(sysfs, addr).is_empty(),
-        });
-    }
-    Ok(out)
-}
-
 /// Finds every pool's devices. `held` says which devices the CNI ledger
 /// says pods hold, or may hold (they are on vfio-pci now whatever driver
 /// they had).
@@ -174,25 +50,36 @@ pub fn discover(
     cfg: &Config,
     held: impl Fn(PciAddress) -> bool,
 ) -> Result<Vec<Pool>> {
-    let cands = candidates(sysfs)?;
+    let cands = select::candidates(sysfs)?;
     let mut taken = BTreeSet::new();
     let mut pools = Vec::new();
     for pc in &cfg.resource_list {
+        let resource = pc.full_name(cfg.resource_prefix.as_deref());
         let mut devices = Vec::new();
         for c in &cands {
-            if taken.contains(&c.dev.addr) {
+            if taken.contains(&c.dev.addr) || !select::takes(pc.device_type, c) {
                 continue;
             }
             let held = held(c.dev.addr);
-            if pc.selectors.is_empty() || !pc.selectors.iter().any(|s| selector_matches(s, c, held))
-            {
+            let Some(i) = pc
+                .selectors
+                .iter()
+                .position(|s| select::selector_matches(s, pc.device_type, c, held))
+            else {
                 continue;
-            }
+            };
+            log::debug(&format!(
+                "{resource}: selector {i} takes {} (vendor {:04x}, device {:04x}, driver {})",
+                c.dev.addr,
+                c.dev.vendor,
+                c.dev.device_id,
+                c.dev.driver.as_deref().unwrap_or("none")
+            ));
             taken.insert(c.dev.addr);
             devices.push(c.dev.clone());
         }
         pools.push(Pool {
-            resource: pc.full_name(cfg.resource_prefix.as_deref()),
+            resource,
             config: pc.clone(),
             devices,
         });

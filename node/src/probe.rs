@@ -24,7 +24,11 @@ use crate::plugin::{connect_unix, endpoint_name};
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
     /// The config file the daemon serves (its pools are the sockets checked).
-    #[arg(long, default_value = "/etc/dpdk-cni/config.json")]
+    #[arg(
+        long,
+        alias = "config-file",
+        default_value = "/etc/dpdk-cni/config.json"
+    )]
     pub config: PathBuf,
     /// The kubelet's device plugin directory.
     #[arg(long, default_value = "/var/lib/kubelet/device-plugins")]

@@ -187,7 +187,11 @@ fn manifests_parse_and_match_the_image() {
             .collect();
         assert_eq!(cmd[1], "probe", "{kind}");
         assert_eq!(cmd.contains(&"--ready"), ready, "{kind}: {cmd:?}");
-        assert_eq!(arg(&cmd, "--config"), arg(&run, "--config"), "{kind}");
+        assert_eq!(
+            arg(&cmd, "--config-file"),
+            arg(&run, "--config-file"),
+            "{kind}"
+        );
         assert_eq!(
             arg(&cmd, "--kubelet-dir"),
             arg(&run, "--kubelet-dir"),
@@ -223,7 +227,7 @@ fn manifests_parse_and_match_the_image() {
     }
     assert_eq!(subcommands, ["install-cni", "run", "probe", "probe"]);
     // `run` reads the pools where the upstream plugin does, from its ConfigMap.
-    assert_eq!(arg(&run, "--config"), "/etc/pcidp/config.json");
+    assert_eq!(arg(&run, "--config-file"), "/etc/pcidp/config.json");
     assert_eq!(mounts["pools"], "/etc/pcidp");
     let pools_vol = spec["volumes"]
         .as_sequence()

@@ -16,27 +16,41 @@
 //! }
 //! ```
 //!
-//! Fields the upstream plugin has and we do not use (`deviceType`,
-//! `linkTypes`, `needVhostNet`) are accepted so its ConfigMap loads as is.
+//! The upstream plugin's ConfigMap, and the one the SR-IOV network operator
+//! renders per node, load as they are and mean the same: every selector and
+//! pool field of upstream is read ([`selectors`]), keys match whatever their
+//! case, `null` is unset and unknown keys are ignored ([`gojson`]). What
+//! upstream refuses at start is refused here too, with the file and the
+//! problem named: unsupported `deviceType`, `isRdma` with `vdpaType`, an
+//! `auxNetDevice` pool without `auxTypes: ["sf"]`, a repeated resource name.
+//! A pool upstream would skip with a warning (selectors of the wrong type,
+//! an empty selector list) or selectors that would match nothing (a
+//! malformed VF range, PCI address or `additionalInfo` key) refuse the file.
 
+mod gojson;
+mod load;
 mod pools;
+mod selectors;
 mod setup;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::{NodeError, Result};
 
-pub use pools::{
-    parse_page_size, valid_resource_name, Hugepages, PfName, PoolConfig, Selectors, DEFAULT_PREFIX,
-};
+pub use load::{load_checked, log_loaded};
+pub use pools::{parse_page_size, valid_resource_name, Hugepages, PoolConfig, DEFAULT_PREFIX};
+pub use selectors::{DeviceType, PfName, RootDevice, Selectors, VfRanges};
 pub use setup::{NodeSetup, PfSetup, VfSetup};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Config {
+    /// The prefix of pools that name none; after loading, the daemon's
+    /// `--resource-prefix` when the file names none either.
     #[serde(default)]
     pub resource_prefix: Option<String>,
     #[serde(default)]
@@ -48,11 +62,22 @@ pub struct Config {
     pub cdi: Option<CdiConfig>,
 }
 
+/// The top-level field names, as the file spells them.
+const CONFIG_FIELDS: &[&str] = &["resourcePrefix", "resourceList", "nodeSetup", "cdi"];
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CdiConfig {
     #[serde(default = "default_cdi_dir")]
     pub spec_dir: PathBuf,
+}
+
+impl Default for CdiConfig {
+    fn default() -> Self {
+        CdiConfig {
+            spec_dir: default_cdi_dir(),
+        }
+    }
 }
 
 fn default_cdi_dir() -> PathBuf {
@@ -71,11 +96,55 @@ impl Config {
 
     /// Parses and checks a config.
     pub fn parse(path: &Path, data: &[u8]) -> Result<Config> {
+        Config::parse_with_prefix(path, data, None)
+    }
+
+    /// Parses and checks a config whose pools, when neither they nor the
+    /// file name a resource prefix, take `default_prefix` (the daemon's
+    /// `--resource-prefix`). Keys match fields whatever their case and
+    /// `null` means unset, as in the upstream plugin (see `gojson`).
+    pub fn parse_with_prefix(
+        path: &Path,
+        data: &[u8],
+        default_prefix: Option<&str>,
+    ) -> Result<Config> {
         let bad = |msg: String| NodeError::Config {
             path: path.to_path_buf(),
             msg,
         };
-        let cfg: Config = serde_json::from_slice(data).map_err(|e| bad(e.to_string()))?;
+        let mut top: Value =
+            serde_json::from_slice(data).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let Value::Object(obj) = &mut top else {
+            return Err(bad("the file is not a JSON object".into()));
+        };
+        gojson::fold_keys(obj, CONFIG_FIELDS);
+        let list = obj.remove("resourceList");
+        let mut cfg: Config = serde_json::from_value(top).map_err(|e| bad(e.to_string()))?;
+        if cfg.resource_prefix.as_deref().is_none_or(str::is_empty) {
+            cfg.resource_prefix = default_prefix.map(str::to_string);
+        }
+        match list {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, mut item) in items.into_iter().enumerate() {
+                    if let Value::Object(o) = &mut item {
+                        gojson::fold_keys(o, pools::POOL_FIELDS);
+                        if let Some(s) = o.get_mut("selectors") {
+                            gojson::fold_object_or_list(s, selectors::SELECTOR_FIELDS);
+                        }
+                    }
+                    let name = item
+                        .get("resourceName")
+                        .and_then(Value::as_str)
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    let pool: PoolConfig = serde_json::from_value(item)
+                        .map_err(|e| bad(format!("resourceList[{i}]{name}: {e}")))?;
+                    cfg.resource_list.push(pool);
+                }
+            }
+            Some(_) => return Err(bad("resourceList must be a list of pools".into())),
+        }
         let mut names = BTreeSet::new();
         for p in &cfg.resource_list {
             let full = p.full_name(cfg.resource_prefix.as_deref());
@@ -94,91 +163,27 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config> {
+        Config::load_with_prefix(path, None)
+    }
+
+    pub fn load_with_prefix(path: &Path, default_prefix: Option<&str>) -> Result<Config> {
         let data = std::fs::read(path).map_err(NodeError::read(path))?;
-        Config::parse(path, &data)
+        Config::parse_with_prefix(path, &data, default_prefix)
+    }
+
+    /// Lines to log after loading: what the pools' selectors cannot do here.
+    pub fn warnings(&self) -> Vec<String> {
+        self.resource_list
+            .iter()
+            .flat_map(|p| {
+                let name = p.full_name(self.resource_prefix.as_deref());
+                p.warnings()
+                    .into_iter()
+                    .map(move |w| format!("{name}: {w}"))
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pf_names_with_vf_ranges() {
-        let p: PfName = "ens1f0#0,2-4".parse().unwrap();
-        assert_eq!(p.name, "ens1f0");
-        assert_eq!(p.vfs.unwrap().into_iter().collect::<Vec<_>>(), [0, 2, 3, 4]);
-        let all: PfName = "ens1f1".parse().unwrap();
-        assert_eq!(all.vfs, None);
-        for bad in [
-            "",
-            "#1",
-            "ens1f0#",
-            "ens1f0#3-1",
-            "ens1f0#a",
-            "x/y#1",
-            "e#0-99999",
-        ] {
-            assert!(bad.parse::<PfName>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn upstream_configmap_loads() {
-        // The shape of seed 003's ConfigMap, selectors as an object.
-        let data = br#"{"resourceList": [{
-            "resourceName": "mlnx_sriov_rdma", "resourcePrefix": "mellanox.com",
-            "selectors": {"vendors": ["15b3"], "devices": ["101e"], "drivers": ["mlx5_core"], "isRdma": false}
-          }, {
-            "resourceName": "intel_sriov_dpdk", "deviceType": "netDevice",
-            "selectors": [{"pfNames": ["ens1f0#0,2-7"]}, {"pciAddresses": ["0000:18:02.5"]}]
-          }]}"#;
-        let cfg = Config::parse(Path::new("c.json"), data).unwrap();
-        assert_eq!(cfg.resource_list.len(), 2);
-        assert_eq!(
-            cfg.resource_list[0].full_name(None),
-            "mellanox.com/mlnx_sriov_rdma"
-        );
-        assert_eq!(
-            cfg.resource_list[1].full_name(None),
-            "intel.com/intel_sriov_dpdk"
-        );
-        assert_eq!(cfg.resource_list[1].selectors.len(), 2);
-    }
-
-    #[test]
-    fn rejects_bad_pools_and_setup() {
-        for data in [
-            r#"{"resourceList": [{"resourceName": "a b"}]}"#,
-            r#"{"resourceList": [{"resourceName": "a"}, {"resourceName": "a"}]}"#,
-            r#"{"resourceList": [{"resourceName": "a", "selectors": {"pfNames": ["p#9-1"]}}]}"#,
-            r#"{"resourceList": [{"resourceName": "a", "selectors": {"pciAddresses": ["18:02.5"]}}]}"#,
-            r#"{"resourceList": [{"resourceName": "a", "hugepages": {"pageSize": "3X"}}]}"#,
-            r#"{"nodeSetup": {"pfs": [{"numVfs": 4}]}}"#,
-            r#"{"nodeSetup": {"pfs": [{"pfName": "p", "vfs": [{"index": 0, "mac": "zz"}]}]}}"#,
-            r#"{"nodeSetup": {"pfs": [{"pfName": "p", "vfs": [{"index": 0, "spoofchk": "no"}]}]}}"#,
-        ] {
-            assert!(
-                Config::parse(Path::new("c"), data.as_bytes()).is_err(),
-                "{data}"
-            );
-        }
-    }
-
-    #[test]
-    fn hugepage_sizes() {
-        assert_eq!(parse_page_size("2Mi"), Some(2048));
-        assert_eq!(parse_page_size("1Gi"), Some(1048576));
-        assert_eq!(parse_page_size("2048kB"), Some(2048));
-        assert_eq!(parse_page_size("0Mi"), None);
-        let h = Hugepages {
-            page_size: "1Gi".into(),
-            host_path: None,
-            container_path: PathBuf::from("/dev/hugepages"),
-            pages_per_device: None,
-            mount: true,
-        };
-        assert_eq!(h.host_path(), PathBuf::from("/dev/hugepages-1Gi"));
-        assert_eq!(h.pages_per_device(), 1);
-    }
-}
+mod tests;

@@ -1,12 +1,14 @@
 //! Device pools, in the SR-IOV network device plugin's `resourceList`
 //! format: a resource name, selectors, and the hugepages its pods get.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use vfio::PciAddress;
 
-use crate::error::{NodeError, Result};
+use super::selectors::{DeviceType, Selectors};
 
 /// The resource prefix when neither the pool nor the file names one: the
 /// upstream plugin's, so resource names survive a switch to dpdk-cni.
@@ -19,19 +21,31 @@ pub struct PoolConfig {
     #[serde(default)]
     pub resource_prefix: Option<String>,
     #[serde(default)]
-    pub device_type: Option<String>,
+    pub device_type: DeviceType,
     /// Leave TopologyInfo out of the device list.
     #[serde(default)]
     pub exclude_topology: bool,
     #[serde(default, deserialize_with = "one_or_many")]
     pub selectors: Vec<Selectors>,
+    /// Extra key/values for a device's `PCIDEVICE_<..>_INFO` entry
+    /// (`extraInfo`): under `"*"` for every device, under a PCI address for
+    /// that one (its values win).
+    #[serde(default)]
+    pub additional_info: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub hugepages: Option<Hugepages>,
-    /// Extra `PCIDEVICE_<..>_INFO` entries (`"extra"`), per PCI address or
-    /// `"*"` for every device, as the upstream plugin's `additionalInfo`.
-    #[serde(default)]
-    pub additional_info: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
+
+/// The field names of [`PoolConfig`], as the file spells them.
+pub(crate) const POOL_FIELDS: &[&str] = &[
+    "resourceName",
+    "resourcePrefix",
+    "deviceType",
+    "excludeTopology",
+    "selectors",
+    "additionalInfo",
+    "hugepages",
+];
 
 /// A hugetlbfs mount handed to every container that gets a device of the pool.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -100,41 +114,27 @@ pub fn parse_page_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mult).filter(|&n| n > 0)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Selectors {
-    #[serde(default)]
-    pub vendors: Vec<String>,
-    #[serde(default)]
-    pub devices: Vec<String>,
-    #[serde(default)]
-    pub drivers: Vec<String>,
-    #[serde(default)]
-    pub pf_names: Vec<String>,
-    #[serde(default)]
-    pub root_devices: Vec<String>,
-    #[serde(default)]
-    pub pci_addresses: Vec<String>,
-    #[serde(default)]
-    pub link_types: Vec<String>,
-    #[serde(default)]
-    pub is_rdma: bool,
-    #[serde(default)]
-    pub need_vhost_net: bool,
-}
-
-/// The upstream plugin accepts `selectors` as one object or a list of them.
+/// The upstream plugin accepts `selectors` as one object or a list of them;
+/// an empty list selects nothing, so it is refused.
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Selectors>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(Selectors),
-        Many(Vec<Selectors>),
+    use serde::de::Error;
+    let one = |v: Value, at: &str| {
+        serde_json::from_value::<Selectors>(v).map_err(|e| D::Error::custom(format!("{at}: {e}")))
+    };
+    match Value::deserialize(d)? {
+        v @ Value::Object(_) => Ok(vec![one(v, "selectors")?]),
+        Value::Array(items) if items.is_empty() => Err(D::Error::custom(
+            "selectors is an empty list: give at least one selector ({} selects every device)",
+        )),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| one(v, &format!("selectors[{i}]")))
+            .collect(),
+        _ => Err(D::Error::custom(
+            "selectors must be an object or a list of objects",
+        )),
     }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    })
 }
 
 impl PoolConfig {
@@ -143,19 +143,45 @@ impl PoolConfig {
         let prefix = self
             .resource_prefix
             .as_deref()
+            .filter(|p| !p.is_empty())
             .or(default_prefix)
             .unwrap_or(DEFAULT_PREFIX);
         format!("{prefix}/{}", self.resource_name)
     }
 
+    /// The `additionalInfo` for the device at `addr`: the `"*"` entries,
+    /// overridden by the device's own.
+    pub fn extra_info(&self, addr: PciAddress) -> BTreeMap<String, String> {
+        let mut out = self.additional_info.get("*").cloned().unwrap_or_default();
+        for (k, v) in &self.additional_info {
+            if k.parse::<PciAddress>().ok() == Some(addr) {
+                out.extend(v.clone());
+            }
+        }
+        out
+    }
+
     /// Checks the selectors and hugepages; the message names what is wrong.
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
-        for s in &self.selectors {
-            for n in &s.pf_names {
-                n.parse::<PfName>().map_err(|e| e.to_string())?;
-            }
-            for a in s.root_devices.iter().chain(&s.pci_addresses) {
-                a.parse::<vfio::PciAddress>().map_err(|e| e.to_string())?;
+        if self.selectors.is_empty() {
+            // The upstream plugin stops on a pool without selectors.
+            return Err("no selectors: give at least one ({} selects every device)".into());
+        }
+        let many = self.selectors.len() > 1;
+        for (i, s) in self.selectors.iter().enumerate() {
+            s.validate(self.device_type).map_err(|e| {
+                if many {
+                    format!("selectors[{i}]: {e}")
+                } else {
+                    format!("selectors: {e}")
+                }
+            })?;
+        }
+        for k in self.additional_info.keys() {
+            if k != "*" && k.parse::<PciAddress>().is_err() {
+                return Err(format!(
+                    "additionalInfo key {k:?} is not \"*\" or a PCI address like 0000:86:00.0"
+                ));
             }
         }
         if let Some(h) = &self.hugepages {
@@ -168,53 +194,24 @@ impl PoolConfig {
         }
         Ok(())
     }
-}
 
-/// A `pfNames` entry: `ens1f0`, or `ens1f0#0,2-7` for some of its VFs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PfName {
-    pub name: String,
-    /// `None`: every VF.
-    pub vfs: Option<BTreeSet<u32>>,
-}
-
-impl std::str::FromStr for PfName {
-    type Err = NodeError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || NodeError::Selector(s.to_string());
-        let (name, ranges) = match s.split_once('#') {
-            None => (s, None),
-            Some((n, r)) => (n, Some(r)),
-        };
-        if name.is_empty() || name.contains('/') {
-            return Err(bad());
-        }
-        let vfs = match ranges {
-            None => None,
-            Some(r) => {
-                let mut set = BTreeSet::new();
-                for part in r.split(',') {
-                    let part = part.trim();
-                    let (lo, hi) = match part.split_once('-') {
-                        Some((a, b)) => (a.trim(), b.trim()),
-                        None => (part, part),
-                    };
-                    let lo: u32 = lo.parse().map_err(|_| bad())?;
-                    let hi: u32 = hi.parse().map_err(|_| bad())?;
-                    // A PF has at most 256 VFs per bus; refuse typos like 0-99999.
-                    if lo > hi || hi > 4095 {
-                        return Err(bad());
+    /// What the pool's selectors do differently from the upstream plugin or
+    /// cannot do on this daemon, one line each.
+    pub fn warnings(&self) -> Vec<String> {
+        let many = self.selectors.len() > 1;
+        self.selectors
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                s.warnings(self.device_type).into_iter().map(move |w| {
+                    if many {
+                        format!("selectors[{i}]: {w}")
+                    } else {
+                        format!("selectors: {w}")
                     }
-                    set.extend(lo..=hi);
-                }
-                Some(set)
-            }
-        };
-        Ok(PfName {
-            name: name.to_string(),
-            vfs,
-        })
+                })
+            })
+            .collect()
     }
 }
 
