@@ -59,10 +59,16 @@ fuzz: ## coverage-guided fuzzing of the input parsers (cargo-fuzz, nightly), FUZ
 	cd fuzz && cargo +nightly fmt --check
 	fuzz/run.sh $(FUZZ_SECONDS)
 
-vm-test: plugin plugin-hooks ## every QEMU guest scenario in one boot (bats, TAP output)
+vm-test: plugin plugin-hooks ## every QEMU guest scenario: one boot with the IOMMU (all.sh), one without (noiommu.bats)
 	$(CARGO) build --locked -p dpdk-cni-node --bins --examples
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
-	VM_TIMEOUT=$${VM_TIMEOUT:-900} tests/vm/run.sh tests/vm/scenarios/all.sh
+	@t0=$$(date +%s); rc=0; \
+	VM_TIMEOUT=$${VM_TIMEOUT:-900} tests/vm/run.sh tests/vm/scenarios/all.sh || rc=$$?; \
+	t1=$$(date +%s); rc2=0; \
+	VM_TIMEOUT=$${VM_TIMEOUT_NOIOMMU:-400} tests/vm/run.sh tests/vm/scenarios/noiommu.bats || rc2=$$?; \
+	t2=$$(date +%s); \
+	echo "vm-test: boot with the IOMMU (all.sh): $$((t1 - t0)) s, exit status $$rc; boot without (noiommu.bats): $$((t2 - t1)) s, exit status $$rc2"; \
+	[ $$rc = 0 ] && [ $$rc2 = 0 ]
 
 bench-smoke: plugin-hooks ## the plugin bench, short: proves it runs and prints its summary
 	BENCH_ROUNDS=20 $(CARGO) bench --locked -p dpdk-cni-benches -- --test

@@ -307,6 +307,9 @@ stage_bin() {
 #                      network-status annotation, not the node's files).
 #   GROUP "" or "-"    no vfio group: /dev/vfio holds only `vfio`.
 #   GROUP "6,7"        several groups (a pod with several VFs).
+#   GROUP "noiommu-6:6"  host node noiommu-6 seen as /dev/vfio/6 in the
+#                      container (HOST:CONTAINER, as a device plugin maps a
+#                      no-IOMMU group).
 run_pod_app() {
     [ $# -ge 5 ] && [ "$4" = -- ] || fail "usage: run_pod_app NETNS GROUP HUGEDIR -- CMD..."
     local netns=$1 group=$2 huge=$3 bin g
@@ -315,7 +318,7 @@ run_pod_app() {
     [ -c /dev/vfio/vfio ] || fail "/dev/vfio/vfio missing (vfio module not loaded?)"
     if [ "$group" = - ]; then group=""; fi
     for g in ${group//,/ }; do
-        [ -c "/dev/vfio/$g" ] || fail "/dev/vfio/$g does not exist (device not bound to vfio-pci?)"
+        [ -c "/dev/vfio/${g%%:*}" ] || fail "/dev/vfio/${g%%:*} does not exist (device not bound to vfio-pci?)"
     done
     if [ -n "${POD_ANNOTATIONS:-}" ] && [ ! -f "$POD_ANNOTATIONS" ]; then
         fail "POD_ANNOTATIONS: no file $POD_ANNOTATIONS"

@@ -6,7 +6,8 @@
 #   pod-sandbox.sh NETNS GROUP HUGEDIR CMD [ARGS...]
 #
 # GROUP may be empty: then /dev/vfio holds only the container node `vfio`;
-# or a comma-separated list. With POD_ANNOTATIONS set, that file is the
+# or a comma-separated list, each entry a group or HOST:CONTAINER (the host's
+# /dev/vfio/noiommu-6 as the container's /dev/vfio/6). With POD_ANNOTATIONS set, that file is the
 # pod's /etc/podinfo/annotations and the node's device-info files are hidden.
 set -euo pipefail
 netns=$1 group=$2 huge=$3
@@ -32,8 +33,8 @@ mount -t proc proc /proc || die "mount /proc"
 stage=$(mktemp -d /run/pod-vfio.XXXXXX)
 mount -t tmpfs -o mode=0755,size=64k pod-vfio "$stage" || die "tmpfs for /dev/vfio"
 for node in vfio ${group//,/ }; do
-    touch "$stage/$node"
-    mount --bind "/dev/vfio/$node" "$stage/$node" || die "bind /dev/vfio/$node"
+    touch "$stage/${node#*:}"
+    mount --bind "/dev/vfio/${node%%:*}" "$stage/${node#*:}" || die "bind /dev/vfio/${node%%:*} as ${node#*:}"
 done
 mount --move "$stage" /dev/vfio || die "move /dev/vfio"
 rmdir "$stage" 2>/dev/null || true   # the empty dir on the shared /run

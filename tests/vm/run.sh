@@ -48,6 +48,18 @@
 #                     and its VFs are unchanged.  PF2's netdev is another
 #                     restricted user netdev.  Default: 1 when the scenario
 #                     has a line "# vm: noacs-pf", else 0.
+#   VM_NOIOMMU=1      boot with no IOMMU and vfio in its unsafe no-IOMMU
+#                     mode: no intel-iommu device, no intel_iommu=on
+#                     iommu=pt, and vfio.enable_unsafe_noiommu_mode=1 on the
+#                     kernel command line (guest-init.sh hands it to
+#                     insmod).  Debian's kernel lacks CONFIG_VFIO_NOIOMMU, so
+#                     noiommu-vfio.sh builds a vfio.ko with it (cached in
+#                     VM_CACHE_DIR) and this boot's initramfs gets it
+#                     appended.  VFs then have no IOMMU group until
+#                     vfio-pci takes them, and their node is
+#                     /dev/vfio/noiommu-<group>.  Not with VM_NOACS_PF.
+#                     Default: 1 when the scenario has a line
+#                     "# vm: noiommu", else 0.
 #   VM_EXTRA_DEVICES  extra QEMU arguments (word-split), e.g. more -device
 #                     options; add no -netdev other than user,restrict=on
 set -euo pipefail
@@ -128,6 +140,14 @@ if [ -z "${VM_NOACS_PF:-}" ]; then
     VM_NOACS_PF=0
     if grep -qx '# vm: noacs-pf' "$SCENARIO"; then VM_NOACS_PF=1; fi
 fi
+if [ -z "${VM_NOIOMMU:-}" ]; then
+    VM_NOIOMMU=0
+    if grep -qx '# vm: noiommu' "$SCENARIO"; then VM_NOIOMMU=1; fi
+fi
+if [ "$VM_NOIOMMU" = 1 ] && [ "$VM_NOACS_PF" = 1 ]; then
+    say "VM_NOACS_PF=1 needs the IOMMU (its point is an IOMMU group), VM_NOIOMMU=1 turns it off: pick one"
+    exit 2
+fi
 NOACS_DEV=()
 if [ "$VM_NOACS_PF" = 1 ]; then
     NOACS_DEV=(-device pcie-root-port,id=rp1,chassis=1,slot=1,disable-acs=on
@@ -136,7 +156,24 @@ fi
 # shellcheck disable=SC2206  # word splitting intended
 EXTRA_DEV=(${VM_EXTRA_DEVICES:-})
 
-APPEND="console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=${VM_LOGLEVEL:-4}"
+# The IOMMU: QEMU's emulated Intel IOMMU, on in the kernel; or none, with
+# vfio's no-IOMMU mode and a vfio.ko that has it (the stock initramfs plus
+# an archive holding that module, which the kernel unpacks over it).
+INITRD=$VM_INITRD
+if [ "$VM_NOIOMMU" = 1 ]; then
+    IOMMU_DEV=()
+    IOMMU_APPEND="vfio.enable_unsafe_noiommu_mode=1"
+    T_MOD=$(date +%s.%N)
+    NOIOMMU_VFIO=$(bash "$SCRIPT_DIR/noiommu-vfio.sh") || { say "could not build the no-IOMMU vfio module (noiommu-vfio.sh)"; exit 125; }
+    INITRD=$RUN_DIR/initrd-noiommu.cpio.gz
+    cat "$VM_INITRD" "$NOIOMMU_VFIO" > "$INITRD"
+    say "no IOMMU: vfio's no-IOMMU mode, vfio.ko from $(basename "$NOIOMMU_VFIO") ($(awk -v a="$T_MOD" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s)"
+else
+    IOMMU_DEV=(-device intel-iommu,intremap=on,caching-mode=on)
+    IOMMU_APPEND="intel_iommu=on iommu=pt"
+fi
+
+APPEND="console=ttyS0 $IOMMU_APPEND panic=-1 quiet loglevel=${VM_LOGLEVEL:-4}"
 APPEND+=" mitigations=off tsc=reliable dpdkcni.hugepages=${VM_HUGEPAGES:-256} ${VM_APPEND:-}"
 
 QEMU=(
@@ -144,7 +181,7 @@ QEMU=(
     -accel tcg,thread=multi -cpu max
     -m "${VM_MEM:-2048}" -smp "${VM_SMP:-2}"
     -machine q35,kernel-irqchip=split
-    -device intel-iommu,intremap=on,caching-mode=on
+    "${IOMMU_DEV[@]}"
     # The SR-IOV NIC: an 82576 (igb) behind its own root port.  The user
     # netdev is restricted: no traffic leaves the guest.
     -device pcie-root-port,id=rp0,slot=0
@@ -154,7 +191,7 @@ QEMU=(
     # Host root, read-only (the guest adds a tmpfs overlay); and the run dir.
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
     -virtfs "local,path=$RUN_DIR/share,mount_tag=vmrun,security_model=none,readonly=on"
-    -kernel "$VM_KERNEL" -initrd "$VM_INITRD"
+    -kernel "$VM_KERNEL" -initrd "$INITRD"
     -append "$APPEND"
     -vga none -nographic -no-reboot
     # Keep SeaBIOS off the serial console (its screen-clearing escapes would
