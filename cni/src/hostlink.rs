@@ -60,6 +60,52 @@ pub fn restore_netdev_name(node: &Node, att: &Attachment) -> Vec<String> {
     }
 }
 
+/// The MAC of the device's netdev before ADD (its first recorded name).
+pub fn netdev_mac(att: &Attachment) -> Option<MacAddr> {
+    let name = att.original_netdevs.first()?;
+    host_netlink().ok()?.link_by_name(name).ok()??.mac
+}
+
+/// After a vfio-pci DEL: the VF's netdev gets the MAC it had before ADD. A
+/// VF driver that had chosen its MAC picks a new one when it probes again;
+/// one the PF pins refuses (EADDRNOTAVAIL), and then the PF's admin MAC,
+/// which DEL has restored, is what it has.
+pub fn restore_netdev_mac(node: &Node, att: &Attachment) -> Vec<String> {
+    let Some(want) = att
+        .original_netdev_mac
+        .as_deref()
+        .and_then(|m| m.parse::<MacAddr>().ok())
+    else {
+        return Vec::new();
+    };
+    let Some(now) = att.device.pci().and_then(|a| node.current_netdev(a)) else {
+        return Vec::new();
+    };
+    let r = (|| -> Result<()> {
+        let nl = host_netlink()?;
+        let Some(link) = nl.link_by_name(&now)? else {
+            return Ok(());
+        };
+        if link.mac == Some(want) {
+            return Ok(());
+        }
+        if !nl.try_set_link_mac(&link, want)? {
+            log::warn(&format!(
+                "{now}: the PF pins its MAC, so it keeps {} rather than {want}",
+                link.mac.map(|m| m.to_string()).unwrap_or_default()
+            ));
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![format!(
+            "failed to give {now} its MAC {want} back: {}",
+            e.msg
+        )],
+    }
+}
+
 /// Brings a netdev back to the host under its original name, MAC, MTU and
 /// state, wherever a crashed or finished ADD left it. Returns what could
 /// not be done.

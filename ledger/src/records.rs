@@ -188,6 +188,11 @@ pub struct Attachment {
     /// administrative pin), so DEL unpins the original MAC it sets back.
     #[serde(default)]
     pub admin_mac_driver_chosen: bool,
+    /// vfio-pci mode: the MAC of the VF's netdev before ADD, which a VF
+    /// driver that chose its own gets back at DEL (it picks a new one when
+    /// it probes again).
+    #[serde(default)]
+    pub original_netdev_mac: Option<String>,
 }
 
 /// A kernel driver name as sysfs shows it.
@@ -232,6 +237,15 @@ impl Attachment {
         }
         if !valid_ifname(&self.ifname) {
             return Err(format!("ifname {:?}", self.ifname));
+        }
+        if let Some(m) = &self.original_netdev_mac {
+            let ok = m.len() == 17
+                && m.split(':').count() == 6
+                && m.split(':')
+                    .all(|b| b.len() == 2 && b.bytes().all(|c| c.is_ascii_hexdigit()));
+            if !ok {
+                return Err(format!("original_netdev_mac {m:?}"));
+            }
         }
         for d in [&self.original_driver, &self.original_override]
             .into_iter()

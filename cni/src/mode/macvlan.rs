@@ -83,6 +83,7 @@ impl DeviceMode for Macvlan {
             fallback_reason: None,
             admin_mac_pinned: false,
             admin_mac_driver_chosen: false,
+            original_netdev_mac: None,
         };
         Ok(Prepared {
             att,

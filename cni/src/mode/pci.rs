@@ -157,6 +157,7 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         fallback_reason: how.fallback_reason,
         admin_mac_pinned: false,
         admin_mac_driver_chosen: false,
+        original_netdev_mac: None,
     };
     Ok(Prepared { att, locks })
 }

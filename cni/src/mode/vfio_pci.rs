@@ -78,6 +78,14 @@ impl DeviceMode for VfioPci {
             att.admin_mac_driver_chosen = true;
             ctx.ledger.save(att, false)?;
         }
+        // The netdev's own MAC, which a VF driver that chose it forgets when
+        // vfio-pci resets the VF: DEL gives it back.
+        if ctx.node.is_real() && att.original_netdev_mac.is_none() {
+            if let Some(mac) = hostlink::netdev_mac(att) {
+                att.original_netdev_mac = Some(mac.to_string());
+                ctx.ledger.save(att, false)?;
+            }
+        }
         pci::apply_vf(ctx.node, ctx.plan, att)?;
         failpoint::hit("vf-configured")?;
 
@@ -132,6 +140,9 @@ impl DeviceMode for VfioPci {
         }
         if att.admin_mac_driver_chosen && errors.is_empty() {
             errors.extend(macpin::unpin_vf_mac(ctx.node, att));
+        }
+        if errors.is_empty() {
+            errors.extend(hostlink::restore_netdev_mac(ctx.node, att));
         }
     }
 

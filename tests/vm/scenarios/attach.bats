@@ -9,7 +9,8 @@
 #   DEL -> the VF is back on igbvf with its netdev, its vfinfo entry equals
 #   the one from before ADD, its MAC is not left pinned by the PF (VF 0
 #   starts with a MAC its driver chose), no ledger or device-info file
-#   remains; a second DEL succeeds.
+#   remains; a second DEL succeeds; without a mac in the netconf, the
+#   netdev gets back the MAC its driver had chosen.
 # Run:  tests/vm/run.sh tests/vm/scenarios/attach.bats [-f REGEX]
 
 load helpers
@@ -97,5 +98,24 @@ teardown() { scenario_teardown; }
 @test "a second DEL succeeds and leaves no state" {
     cni_del "$POD" net1 "$CONF"
     assert_cni_ok "second DEL (nothing left to release)"
+    assert_no_state
+}
+
+@test "without a mac in the netconf, DEL gives VF 0's netdev back the MAC its driver had chosen" {
+    # igbvf chooses a new MAC whenever it probes a VF the PF has no MAC for,
+    # as after vfio-pci's reset: the plugin records the netdev's MAC.
+    ip link set "$PF" vf 0 mac 00:00:00:00:00:00
+    bind_kernel "$VF0"
+    local ifname before conf
+    ifname=$(vf_ifname 0)
+    before=$(ip -j link show "$ifname" | jq -r '.[0].address')
+    conf=$(netconf "$VF0" '.')
+    cni_add "$POD" net2 "$conf"
+    assert_cni_ok "ADD $VF0 without a mac"
+    assert_equal "$(pci_driver "$VF0")" vfio-pci
+    cni_del "$POD" net2 "$conf"
+    assert_cni_ok "DEL $VF0"
+    assert_equal "$(vf_ifname 0)" "$ifname"
+    assert_equal "$(ip -j link show "$ifname" | jq -r '.[0].address')" "$before"
     assert_no_state
 }
