@@ -1,11 +1,13 @@
 //! The device plugin data (`tests/compat/device-plugin/`): ConfigMap
 //! `config.json` bodies with the pools the upstream SR-IOV network device
-//! plugin builds from them on the node `node.json` describes. The daemon's
-//! harness drives dpdk-cni-node with them; here each file is checked for
-//! what the harness relies on, and its expected pools against a model of
-//! the upstream selection (v3.11.0: cmd/sriovdp/manager.go,
-//! pkg/netdevice/netDeviceProvider.go, pkg/resources/deviceSelectors.go,
-//! pkg/factory/factory.go), so a slip in the data shows here.
+//! plugin builds from them on the node `node.json` describes.
+//! `node/tests/compat_device_plugin.rs` runs dpdk-cni-node with each and
+//! checks `expected`, our outcome. Here the outcome each file records for
+//! upstream (`expected`, or `difference.upstream` where ours differs on
+//! purpose) is checked against a model of the upstream selection (v3.11.0:
+//! cmd/sriovdp/manager.go, pkg/netdevice/netDeviceProvider.go,
+//! pkg/resources/deviceSelectors.go, pkg/factory/factory.go), so data bent
+//! to fit our daemon, or a slip in it, shows here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,26 +57,42 @@ pub struct Daemon {
     pub why: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     pub resource: String,
     pub devices: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `refused`: part of upstream's reason; `ours`: of dpdk-cni-node's, when
+/// it words it otherwise.
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Loads {
     Yes(bool),
-    Refused { refused: String },
+    Refused {
+        refused: String,
+        #[serde(default)]
+        ours: Option<String>,
+    },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expected {
     pub loads: Loads,
     pub pools: Vec<Pool>,
     pub not_advertised: Vec<String>,
+}
+
+/// dpdk-cni-node's outcome (`expected`) differs from upstream's on purpose.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Difference {
+    pub ours: String,
+    pub why: String,
+    /// Upstream's outcome.
+    pub upstream: Expected,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +108,8 @@ pub struct DpCase {
     #[serde(default)]
     pub config_text: Option<String>,
     pub upstream: String,
+    #[serde(default)]
+    pub difference: Option<Difference>,
     pub expected: Expected,
 }
 
@@ -286,14 +306,33 @@ pub fn check_case(name: &str, c: &DpCase) -> Vec<String> {
         }
     };
     let model = conf.and_then(|v| upstream_pools(&v, &c.daemon.resource_prefix, &node));
-    match (&c.expected.loads, model) {
-        (Loads::Refused { refused }, Err(why)) => {
+    let up = match &c.difference {
+        None => &c.expected,
+        Some(d) => {
+            if d.ours.is_empty() || d.why.is_empty() {
+                bad.push("a difference says what ours does and why".into());
+            }
+            if d.upstream == c.expected {
+                bad.push("difference.upstream is the expected outcome: no difference".into());
+            }
+            &d.upstream
+        }
+    };
+    for p in &c.expected.pools {
+        for d in &p.devices {
+            if !known.contains(d.as_str()) {
+                bad.push(format!("{}: {d} is not on the node", p.resource));
+            }
+        }
+    }
+    match (&up.loads, model) {
+        (Loads::Refused { refused, .. }, Err(why)) => {
             if !why.contains(refused.as_str()) {
                 bad.push(format!(
                     "refused for {why:?}, which does not name {refused:?}"
                 ));
             }
-            if !c.expected.pools.is_empty() || !c.expected.not_advertised.is_empty() {
+            if !up.pools.is_empty() || !up.not_advertised.is_empty() {
                 bad.push(
                     "a refused config advertises nothing: pools and not_advertised stay empty"
                         .into(),
@@ -309,12 +348,7 @@ pub fn check_case(name: &str, c: &DpCase) -> Vec<String> {
         }
         (Loads::Yes(true), Ok(pools)) => {
             let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-            for p in &c.expected.pools {
-                for d in &p.devices {
-                    if !known.contains(d.as_str()) {
-                        bad.push(format!("{}: {d} is not on the node", p.resource));
-                    }
-                }
+            for p in &up.pools {
                 let set: BTreeSet<String> = p.devices.iter().cloned().collect();
                 if set.is_empty() {
                     bad.push(format!(
@@ -324,7 +358,7 @@ pub fn check_case(name: &str, c: &DpCase) -> Vec<String> {
                 }
                 want.insert(p.resource.clone(), set);
             }
-            for r in &c.expected.not_advertised {
+            for r in &up.not_advertised {
                 want.insert(r.clone(), BTreeSet::new());
             }
             if want != pools {
