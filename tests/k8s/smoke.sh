@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The Kubernetes pieces work on this machine: builds them (components.sh,
+# free when cached), starts the loopback control plane, asks it real
+# questions, and starts containerd in a private root to prove its CRI
+# answers.  No kubelet runs on the host (it would take over the host's
+# cgroups); that is the guest's job.  Exit status 0 only when every check
+# passed; the first failure says what broke and where its log is.
+#
+#   tests/k8s/smoke.sh          (make k8s-smoke)
+#
+# Environment: as for components.sh and control-plane.sh; K8S_WAIT bounds
+# every wait (default 120 s).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+WAIT=${K8S_WAIT:-120}
+say() { echo "[k8s-smoke] $*" >&2; }
+fail() { say "FAILED: $*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+T_ALL=$(now)
+
+CP_DIR=""
+CTRD_DIR=""
+CTRD_PID=""
+cleanup() {
+    local rc=$?
+    if [ -n "$CTRD_PID" ]; then stop_containerd || rc=1; fi
+    if [ -n "$CP_DIR" ]; then "$HERE/control-plane.sh" stop "$CP_DIR" || rc=1; fi
+    if [ "$rc" = 0 ]; then say "PASSED in $(since "$T_ALL")s"; else say "exit status $rc after $(since "$T_ALL")s"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build --------------------------------------------------------------
+t0=$(now)
+bins=$("$HERE/components.sh") || fail "building the components (output above)"
+eval "$bins"
+say "components ready in $(since "$t0")s"
+
+# --- control plane --------------------------------------------------------
+# The directory is known before start returns (it cleans up after itself
+# when it fails), so a stop on the way out always has its name.
+t0=$(now)
+cp_env=$("$HERE/control-plane.sh" start) || fail "control-plane.sh start (output above)"
+eval "$cp_env"
+CP_DIR=$K8S_CP_DIR
+say "control plane up in $(since "$t0")s ($CP_DIR)"
+kc() { env -u KUBECONFIG "$K8S_KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout 30s "$@"; }
+kn() { env -u KUBECONFIG "$K8S_KUBECTL" --kubeconfig "$KUBECONFIG_NODE" --request-timeout 30s "$@"; }
+
+t0=$(now)
+out=$(kc get --raw /readyz) || fail "GET /readyz: $out (log: $CP_DIR/logs/kube-apiserver.log)"
+[ "$out" = ok ] || fail "GET /readyz answered '$out', not ok"
+say "ok: /readyz"
+
+out=$(kc version) || fail "kubectl version: $out"
+grep -qx "Client Version: $KUBERNETES_VERSION" <<< "$out" || fail "kubectl calls itself '$(head -1 <<< "$out")', expected $KUBERNETES_VERSION"
+grep -qx "Server Version: $KUBERNETES_VERSION" <<< "$out" || fail "the API server calls itself '$(grep Server <<< "$out")', expected $KUBERNETES_VERSION"
+say "ok: client and server are $KUBERNETES_VERSION"
+
+out=$(kc api-resources) || fail "kubectl api-resources: $out"
+grep -Eq '^resourceslices +resource\.k8s\.io/v1 +false +ResourceSlice$' <<< "$out" ||
+    fail "no resourceslices in resource.k8s.io/v1 (dynamic resource allocation): $(grep -i resource.k8s.io <<< "$out" || echo none)"
+grep -Eq '^resourceclaims +resource\.k8s\.io/v1 +true +ResourceClaim$' <<< "$out" ||
+    fail "no resourceclaims in resource.k8s.io/v1"
+say "ok: resource.k8s.io/v1 serves resourceslices and resourceclaims"
+
+ns=smoke-$RANDOM
+value="vf-$RANDOM"
+kc create namespace "$ns" >/dev/null || fail "creating namespace $ns"
+kc -n "$ns" create configmap probe --from-literal "pf=$value" >/dev/null || fail "creating a ConfigMap in $ns"
+got=$(kc -n "$ns" get configmap probe -o 'jsonpath={.data.pf}') || fail "reading the ConfigMap back"
+[ "$got" = "$value" ] || fail "the ConfigMap read back holds '$got', not '$value'"
+say "ok: namespace $ns and a ConfigMap written and read back through etcd"
+
+who=$(kn auth whoami -o 'jsonpath={.status.userInfo.username}') || fail "the node kubeconfig is not accepted"
+[ "$who" = "system:node:${K8S_NODE_NAME:-dpdk-guest}" ] || fail "the node kubeconfig authenticates as '$who'"
+if err=$(kn -n "$ns" get configmap probe 2>&1); then
+    fail "the node identity may read any ConfigMap: Node,RBAC authorization is not in force"
+fi
+grep -q Forbidden <<< "$err" || fail "the node's read of a ConfigMap failed for another reason: $err"
+say "ok: the node kubeconfig is $who and the Node authorizer refuses it a ConfigMap"
+say "API checks in $(since "$t0")s"
+
+"$HERE/control-plane.sh" stop "$CP_DIR" || fail "control-plane.sh stop"
+[ ! -e "$CP_DIR" ] || fail "control-plane.sh stop left $CP_DIR behind"
+CP_DIR=""
+
+# --- containerd's CRI -----------------------------------------------------
+# Host paths containerd would use by default; a private root must leave
+# them as they were.
+HOST_PATHS=(/run/containerd /var/lib/containerd /opt/containerd /var/run/nri /etc/containerd)
+host_state() { local p; for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] && echo "$p"; done; true; }
+before=$(host_state)
+
+stop_containerd() {
+    kill -TERM "$CTRD_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$CTRD_PID" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$CTRD_PID" 2>/dev/null; then kill -KILL "$CTRD_PID" 2>/dev/null || true; fi
+    wait "$CTRD_PID" 2>/dev/null || true
+    CTRD_PID=""
+    if grep -qF " $CTRD_DIR/" /proc/self/mounts; then
+        say "mounts left under $CTRD_DIR; not removing it"
+        return 1
+    fi
+    rm -rf "$CTRD_DIR"
+}
+
+t0=$(now)
+CTRD_DIR=$(mktemp -d /tmp/dpdk-cni-ctrd.XXXXXX)
+mkdir -p "$CTRD_DIR/cni/conf" "$CTRD_DIR/cni/bin" "$CTRD_DIR/cdi"
+sock=$CTRD_DIR/containerd.sock
+cat > "$CTRD_DIR/config.toml" <<EOF
+# generated by tests/k8s/smoke.sh
+version = 3
+root = "$CTRD_DIR/root"
+state = "$CTRD_DIR/state"
+temp = "$CTRD_DIR/tmp"
+disabled_plugins = ["io.containerd.nri.v1.nri"]
+[grpc]
+  address = "$sock"
+[ttrpc]
+  address = "$sock.ttrpc"
+[debug]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$CTRD_DIR/opt"
+[plugins."io.containerd.cri.v1.runtime"]
+  cdi_spec_dirs = ["$CTRD_DIR/cdi"]
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["$CTRD_DIR/cni/bin"]
+    conf_dir = "$CTRD_DIR/cni/conf"
+EOF
+"$K8S_CONTAINERD" --config "$CTRD_DIR/config.toml" > "$CTRD_DIR/containerd.log" 2>&1 &
+CTRD_PID=$!
+cri() { "$K8S_CRICTL" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" --timeout 10s "$@"; }
+start=$(now)
+until out=$(cri version 2>&1); do
+    kill -0 "$CTRD_PID" 2>/dev/null || { tail -n 20 "$CTRD_DIR/containerd.log" >&2; fail "containerd exited (log above)"; }
+    awk -v a="$start" -v b="$(now)" -v w="$WAIT" 'BEGIN{exit !(b-a > w)}' &&
+        { tail -n 20 "$CTRD_DIR/containerd.log" >&2; fail "containerd's CRI did not answer in ${WAIT}s: $out"; }
+    sleep 0.2
+done
+say "containerd's CRI answered in $(since "$start")s"
+grep -Eq '^RuntimeName: +containerd$' <<< "$out" || fail "crictl version: not containerd: $out"
+grep -Eq "^RuntimeVersion: +$CONTAINERD_VERSION\$" <<< "$out" || fail "crictl version: containerd is not $CONTAINERD_VERSION: $out"
+grep -Eq '^RuntimeApiVersion: +v1$' <<< "$out" || fail "crictl version: CRI is not v1: $out"
+say "ok: crictl version: $(tr -s ' \n' ' ' <<< "$out")"
+info=$(cri info) || fail "crictl info: $info"
+grep -q '"type": "RuntimeReady"' <<< "$info" || fail "crictl info reports no RuntimeReady condition"
+say "ok: crictl info answers (runtime conditions: $(grep -A1 '"type"' <<< "$info" | grep -o '"\(type\|status\)": [^,]*' | tr -d '"' | paste -sd' '))"
+stop_containerd || fail "stopping containerd"
+[ "$(host_state)" = "$before" ] || fail "containerd touched the host: $(diff <(echo "$before") <(host_state) || true)"
+say "ok: containerd stopped, its temp root removed, host paths untouched; CRI check in $(since "$t0")s"
