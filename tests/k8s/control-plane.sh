@@ -2,8 +2,13 @@
 # A throwaway Kubernetes control plane on the host's loopback: etcd,
 # kube-apiserver and kube-scheduler, with their own CA, in a fresh directory.
 #
-#   tests/k8s/control-plane.sh start     start it; print K8S_CP_DIR=<dir> and the
-#                                        other NAME=value lines below on stdout
+#   tests/k8s/control-plane.sh start [DIR]
+#                                        start it; print K8S_CP_DIR=<dir> and the
+#                                        other NAME=value lines below on stdout.
+#                                        DIR: an empty directory made with
+#                                        mktemp -d /tmp/dpdk-cni-k8s.XXXXXX, for
+#                                        a caller that must know it before start
+#                                        returns (to stop it when interrupted)
 #   tests/k8s/control-plane.sh stop DIR  stop what start left running in DIR and
 #                                        remove DIR (idempotent)
 #
@@ -162,7 +167,13 @@ start() {
     KUBECTL=$K8S_KUBECTL
     command -v openssl >/dev/null || die "openssl is needed (apt-get install openssl)"
 
-    DIR=$(mktemp -d /tmp/dpdk-cni-k8s.XXXXXX)
+    if [ -n "${1:-}" ]; then
+        DIR=$1
+        cp_dir "$DIR"
+        if [ ! -d "$DIR" ] || [ -n "$(ls -A "$DIR")" ]; then die "$DIR is not an empty directory"; fi
+    else
+        DIR=$(mktemp -d /tmp/dpdk-cni-k8s.XXXXXX)
+    fi
     trap on_exit EXIT
     trap 'exit 130' INT TERM
     PKI=$DIR/pki
@@ -236,11 +247,22 @@ start() {
     printf 'K8S_APISERVER_PORT=%q\n' "$api"
 }
 
+# Only directories named like start's own are stopped and removed.
+cp_dir() {
+    case $1 in
+        /tmp/dpdk-cni-k8s.*/* | */..* | *..*) ;;
+        /tmp/dpdk-cni-k8s.?*) return 0 ;;
+    esac
+    die "refusing to use $1: not a control-plane directory (/tmp/dpdk-cni-k8s.XXXXXX)"
+}
+
 case ${1:-} in
-    start) start ;;
+    start)
+        [ $# -le 2 ] || { echo "usage: $0 start [dir]" >&2; exit 2; }
+        start "${2:-}" ;;
     stop)
         [ $# = 2 ] || { echo "usage: $0 stop <dir printed by start>" >&2; exit 2; }
-        case $2 in /tmp/dpdk-cni-k8s.*) ;; *) die "refusing to stop and remove $2: not a control-plane directory" ;; esac
+        cp_dir "$2"
         stop_dir "$2" ;;
-    *) echo "usage: $0 start | stop <dir>" >&2; exit 2 ;;
+    *) echo "usage: $0 start [dir] | stop <dir>" >&2; exit 2 ;;
 esac

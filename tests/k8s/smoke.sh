@@ -25,7 +25,7 @@ CTRD_DIR=""
 CTRD_PID=""
 cleanup() {
     local rc=$?
-    if [ -n "$CTRD_PID" ]; then stop_containerd || rc=1; fi
+    if [ -n "$CTRD_DIR" ]; then stop_containerd || rc=1; fi
     if [ -n "$CP_DIR" ]; then "$HERE/control-plane.sh" stop "$CP_DIR" || rc=1; fi
     if [ "$rc" = 0 ]; then say "PASSED in $(since "$T_ALL")s"; else say "exit status $rc after $(since "$T_ALL")s"; fi
     exit "$rc"
@@ -40,12 +40,12 @@ eval "$bins"
 say "components ready in $(since "$t0")s"
 
 # --- control plane --------------------------------------------------------
-# The directory is known before start returns (it cleans up after itself
-# when it fails), so a stop on the way out always has its name.
+# The directory is made here, so that a stop on the way out has its name even
+# when a signal comes while start runs.
 t0=$(now)
-cp_env=$("$HERE/control-plane.sh" start) || fail "control-plane.sh start (output above)"
+CP_DIR=$(mktemp -d /tmp/dpdk-cni-k8s.XXXXXX)
+cp_env=$("$HERE/control-plane.sh" start "$CP_DIR") || fail "control-plane.sh start (output above)"
 eval "$cp_env"
-CP_DIR=$K8S_CP_DIR
 say "control plane up in $(since "$t0")s ($CP_DIR)"
 kc() { env -u KUBECONFIG "$K8S_KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout 30s "$@"; }
 kn() { env -u KUBECONFIG "$K8S_KUBECTL" --kubeconfig "$KUBECONFIG_NODE" --request-timeout 30s "$@"; }
@@ -95,17 +95,21 @@ HOST_PATHS=(/run/containerd /var/lib/containerd /opt/containerd /var/run/nri /et
 host_state() { local p; for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] && echo "$p"; done; true; }
 before=$(host_state)
 
+# Stops containerd if it runs, then removes its directory.
 stop_containerd() {
-    kill -TERM "$CTRD_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$CTRD_PID" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$CTRD_PID" 2>/dev/null; then kill -KILL "$CTRD_PID" 2>/dev/null || true; fi
-    wait "$CTRD_PID" 2>/dev/null || true
-    CTRD_PID=""
+    if [ -n "$CTRD_PID" ]; then
+        kill -TERM "$CTRD_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$CTRD_PID" 2>/dev/null || break; sleep 0.2; done
+        if kill -0 "$CTRD_PID" 2>/dev/null; then kill -KILL "$CTRD_PID" 2>/dev/null || true; fi
+        wait "$CTRD_PID" 2>/dev/null || true
+        CTRD_PID=""
+    fi
     if grep -qF " $CTRD_DIR/" /proc/self/mounts; then
         say "mounts left under $CTRD_DIR; not removing it"
         return 1
     fi
     rm -rf "$CTRD_DIR"
+    CTRD_DIR=""
 }
 
 t0=$(now)
