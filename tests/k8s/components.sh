@@ -41,7 +41,9 @@ MODULES=$HERE/modules
 CACHE=${K8S_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dpdk-cni/k8s}
 export GOTOOLCHAIN=local GOMAXPROCS=${K8S_BUILD_PROCS:-2} CGO_ENABLED=0
 
-BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# The Kubernetes binaries report a build date: the release's commit time (from
+# the module proxy), so that two builds of one version are byte for byte equal.
+BUILD_DATE=unknown
 say() { echo "[k8s-components] $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
@@ -121,6 +123,9 @@ build_all() { # build=1 builds what is missing; 0 only reports
         check_pin etcd go.etcd.io/etcd/etcdctl/v3 "$ETCD_VERSION"
         check_pin containerd github.com/containerd/containerd/v2 "$CONTAINERD_VERSION"
         check_pin cri-tools sigs.k8s.io/cri-tools "$CRI_TOOLS_VERSION"
+        BUILD_DATE=$(cd "$MODULES/kubernetes" &&
+            go list -m -mod=readonly -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes) ||
+            die "cannot read the release time of k8s.io/kubernetes $KUBERNETES_VERSION"
     fi
     while IFS='|' read -r name moddir version tags ldflags outs; do
         wanted "$name" "$outs" || continue
