@@ -19,8 +19,9 @@
 #                                   only these components (kubernetes, etcd,
 #                                   containerd, crictl) or binaries (kubelet, ...)
 #   tests/k8s/components.sh pin     rewrite modules/*/go.mod and go.sum from
-#                                   the versions below (needs GOFLAGS=-mod=mod
-#                                   style network access to the proxy)
+#                                   the versions below, asking the module proxy
+#                                   (after changing a version; the build checks
+#                                   that go.mod and this script agree)
 #
 # Binaries are static (CGO_ENABLED=0) so that the guest, which runs the host's
 # root through 9p, can start them too.  They go to
