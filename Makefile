@@ -99,3 +99,13 @@ dpdk-test: ## the dpdk crates (own workspace): lint, discovery unit tests, EAL f
 
 dpdk-bench: deps ## dpdk-fwd against dpdk-testpmd on net_null vdevs, and burst/mbuf micro-benchmarks
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) bench --locked
+
+# The Kubernetes tier's pieces, built from pinned Go modules (tests/k8s/modules)
+# into ~/.cache/dpdk-cni/k8s; not part of `make test` (a cold build takes tens of
+# CPU-minutes).
+.PHONY: k8s-build k8s-smoke
+k8s-build: ## build kube-apiserver, kubelet, kube-scheduler, kubectl, etcd, containerd, crictl (cached)
+	tests/k8s/components.sh >/dev/null
+
+k8s-smoke: ## the loopback control plane answers (readyz, resource.k8s.io/v1, a ConfigMap); containerd's CRI answers
+	tests/k8s/smoke.sh
