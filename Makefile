@@ -16,7 +16,7 @@ DPDK_TARGET := $(CURDIR)/target/dpdk
 .PHONY: help deps plugin plugin-hooks release-check demo test lint unit-test fuzz vm-test bench-smoke bench dpdk-test dpdk-bench image peer-bench peer-bench-smoke
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 deps: ## install the Debian packages (QEMU from bookworm-backports, DPDK, CNI plugins)
 	@scripts/install-deps.sh
