@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ledger::{Ledger, Prebound};
-use serde_json::{json, Value};
 use vfio::{PciAddress, PciDevice, Sysfs, VFIO_PCI};
 
 use crate::api::{CdiDevice, ContainerAllocateResponse, Mount};
@@ -23,8 +22,9 @@ use crate::devinfo::DpDir;
 use crate::error::{NodeError, Result};
 use crate::grant::{grant, Info, Mode};
 use crate::holders::{Claims, Holder};
-use crate::log;
 use crate::pool::{Device, Pool};
+
+pub use crate::cdi::{cdi_device_name, cdi_kind, cdi_spec};
 
 /// How long an early bind waits for a CNI command working on the device
 /// (the plugin's own wait for a device's lock).
@@ -200,47 +200,6 @@ pub fn container_response(
         }
     }
     Ok(resp)
-}
-
-/// The CDI kind of a pool: `<prefix>/<name>`, which is already vendor/class.
-pub fn cdi_kind(resource: &str) -> String {
-    resource.to_string()
-}
-
-/// CDI device names allow letters, digits, `_`, `-`, `.` and `:`; a BDF fits.
-pub fn cdi_device_name(bdf: &str) -> String {
-    bdf.to_string()
-}
-
-/// A CDI spec (version 0.6.0) for every device of the pool: the device
-/// nodes Allocate would give it, as far as known without changing the node.
-pub fn cdi_spec(sysfs: &Sysfs, pool: &Pool) -> Value {
-    let mut devices = Vec::new();
-    for d in &pool.devices {
-        let id = d.addr.to_string();
-        let nodes: Vec<Value> = match grant(sysfs, pool, d, Mode::Describe) {
-            Ok(g) => g
-                .specs
-                .iter()
-                .map(|s| {
-                    json!({"path": s.container_path, "hostPath": s.host_path, "permissions": s.permissions})
-                })
-                .collect(),
-            Err(e) => {
-                log::warn(&format!("{}: CDI spec of {id}: {e}", pool.resource));
-                continue;
-            }
-        };
-        let mut edits = json!({"deviceNodes": nodes});
-        if let Some(h) = pool.config.hugepages.as_ref().filter(|h| h.mount) {
-            edits["mounts"] = json!([{
-                "hostPath": h.host_path(), "containerPath": h.container_path,
-                "type": "bind", "options": ["rbind", "rw"]
-            }]);
-        }
-        devices.push(json!({"name": cdi_device_name(&id), "containerEdits": edits}));
-    }
-    json!({"cdiVersion": "0.6.0", "kind": cdi_kind(&pool.resource), "devices": devices})
 }
 
 /// Free hugepages of `size_kb` per NUMA node

@@ -19,6 +19,7 @@
 pub mod allocate;
 pub mod annotate;
 pub mod args;
+pub mod cdi;
 pub mod config;
 pub mod daemon;
 pub mod devinfo;
@@ -33,6 +34,7 @@ pub mod pool;
 pub mod probe;
 pub mod rdma;
 pub mod select;
+mod served;
 pub mod setup;
 pub mod status;
 pub mod watch;
