@@ -28,6 +28,7 @@
 # Run:  tests/vm/run.sh tests/vm/scenarios/node.bats [-f REGEX]
 
 load helpers
+load daemon
 
 RESOURCE=intel.com/intel_sriov_dpdk
 ENDPOINT=dpdk-cni-intel.com_intel_sriov_dpdk.sock
@@ -42,9 +43,6 @@ SIM_PID=""
 vf_mac() { printf '02:00:00:00:0a:%02x' "$1"; }   # what nodeSetup gives VF N
 vf_spoofchk() { if [ $(($1 % 2)) = 0 ]; then echo off; else echo on; fi; }
 
-_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-_dead() { ! _alive "$1"; }
-daemon_pid() { cat "$WORK/daemon.pid" 2>/dev/null || true; }
 show_logs() {
     local f
     for f in "$DAEMON_LOG" "$WORK"/sim*.err; do
@@ -112,52 +110,6 @@ setup() { scenario_setup chain; }
 teardown() {
     if [ -z "${BATS_TEST_COMPLETED:-}" ] && [ -z "${BATS_TEST_SKIPPED:-}" ]; then show_logs; fi
     scenario_teardown
-}
-
-# kubelet_sim NAME ARGS...: start the fake kubelet in the background on
-# $KDIR (it removes stale sockets and listens on kubelet.sock); its JSON
-# lines go to $WORK/NAME.out, its messages to $WORK/NAME.err.
-kubelet_sim() {
-    local name=$1
-    shift
-    rm -f "$WORK/$name.out" "$WORK/$name.err"
-    "$SIM" --dir "$KDIR" --resource "$RESOURCE" --timeout 60 "$@" \
-        > "$WORK/$name.out" 2> "$WORK/$name.err" 3>&- &
-    SIM_PID=$!
-    echo "$SIM_PID" > "$WORK/$name.pid"
-    # Its message, not the socket: a quick run may be over (and the socket
-    # gone) before the next look.
-    wait_for 30 "kubelet-sim $name to listen on $KDIR/kubelet.sock" \
-        grep -q '^kubelet-sim: serving Registration' "$WORK/$name.err"
-    log "kubelet-sim $name (pid $SIM_PID) listening on $KDIR/kubelet.sock: $*"
-}
-
-# kubelet_sim_wait NAME: wait for the fake kubelet to finish; fail unless it
-# exited 0, or as soon as the daemon dies.
-_sim_done_or_daemon_dead() { _dead "$SIM_PID" || _dead "$(daemon_pid)"; }
-kubelet_sim_wait() {
-    local rc=0
-    wait_for 70 "kubelet-sim $1 to finish" _sim_done_or_daemon_dead
-    if _dead "$(daemon_pid)"; then
-        wait_for 5 "the daemon's exit status" test -s "$WORK/daemon.rc"
-        fail "the daemon exited (status $(< "$WORK/daemon.rc")) while kubelet-sim $1 waited for it"
-    fi
-    wait "$SIM_PID" || rc=$?
-    SIM_PID=""
-    [ "$rc" = 0 ] || fail "kubelet-sim $1 exited with status $rc: $(cat "$WORK/$1.err")"
-    log "kubelet-sim $1 finished (exit 0): $(grep -c . "$WORK/$1.out") JSON lines"
-}
-
-# rpc NAME RPC [JQ_ARGS...] [JQ_FILTER]: the last line kubelet-sim NAME
-# printed for RPC, through JQ_FILTER (raw output); fails if there is none.
-rpc() {
-    local name=$1 r=$2
-    shift 2
-    [ $# -gt 0 ] || set -- .
-    local filter=${!#}
-    grep -q "\"rpc\":\"$r\"" "$WORK/$name.out" ||
-        fail "kubelet-sim $name printed no $r line: $(cat "$WORK/$name.out")"
-    jq -rn --arg r "$r" "${@:1:$#-1}" "[inputs | select(.rpc == \$r)] | last | ($filter)" "$WORK/$name.out"
 }
 
 # pod_testpmd_start NAME NETNS GROUP HUGEDIR BDF NUMA [TESTPMD_ARGS...]:
@@ -312,7 +264,13 @@ pod_testpmd_start() {
     wait_for 5 "the daemon's exit status" test -s "$WORK/daemon.rc"
     assert_equal "$(< "$WORK/daemon.rc")" 0
     refute [ -e "$KDIR/$ENDPOINT" ]
-    assert_regex "$(tail -n 1 "$DAEMON_LOG")" "stopping"
+    # From "stopping" on: only the device-info files of its pools removed
+    # (devinfo/dp/, written at Allocate).
+    local after
+    after=$(sed -n '/dpdk-cni-node: stopping$/,$p' "$DAEMON_LOG")
+    assert_regex "$after" "stopping"
+    assert_regex "$after" "removed [1-9][0-9]* device-info files from /var/run/k8s.cni.cncf.io/devinfo/dp"
+    refute grep -vE 'dpdk-cni-node: (stopping|[^ ]+: removed [0-9]+ device-info files from )' <<< "$after"
     assert_equal "$(< "$PFDIR/sriov_numvfs")" "$NUM_VFS"
     grep -E ' (warn|error) ' "$DAEMON_LOG" | sed 's/^/  daemon: /' || true
     assert_equal "$(grep -cE ' (warn|error) ' "$DAEMON_LOG" || true)" 0
