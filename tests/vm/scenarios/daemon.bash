@@ -62,6 +62,19 @@ daemon_stop() {
     [ "$(< "$WORK/daemon.rc")" = 0 ] || fail "the daemon exited with status $(< "$WORK/daemon.rc")"
 }
 
+# daemon_log_ends_cleanly: from "stopping" on, the daemon's log holds only
+# the removal of its pools' device-info files (devinfo/dp/, written at
+# Allocate), and nowhere a warning or an error.
+daemon_log_ends_cleanly() {
+    local log_file=$WORK/daemon.log after
+    after=$(sed -n '/dpdk-cni-node: stopping$/,$p' "$log_file")
+    assert_regex "$after" "stopping"
+    assert_regex "$after" "removed [1-9][0-9]* device-info files from /var/run/k8s.cni.cncf.io/devinfo/dp"
+    refute grep -vE 'dpdk-cni-node: (stopping|[^ ]+: removed [0-9]+ device-info files from )' <<< "$after"
+    grep -E ' (warn|error) ' "$log_file" | sed 's/^/  daemon: /' || true
+    assert_equal "$(grep -cE ' (warn|error) ' "$log_file" || true)" 0
+}
+
 # kubelet_sim NAME ARGS...: start the fake kubelet in the background on
 # $KDIR (it removes stale sockets and listens on kubelet.sock).
 kubelet_sim() {

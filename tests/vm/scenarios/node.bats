@@ -131,16 +131,7 @@ pod_testpmd_start() {
     assert [ "$(< "$PFDIR/sriov_totalvfs")" -ge "$NUM_VFS" ]
 
     kubelet_sim sim1 --allocate 1
-    log "starting dpdk-cni-node run --config $CONFIG --kubelet-dir $KDIR --state-dir $CNI_STATE_DIR"
-    (
-        "$NODE" run --config "$CONFIG" --kubelet-dir "$KDIR" --state-dir "$CNI_STATE_DIR" --no-annotate \
-            < /dev/null 2> "$DAEMON_LOG" &
-        echo $! > "$WORK/daemon.pid"
-        rc=0
-        wait $! || rc=$?
-        echo "$rc" > "$WORK/daemon.rc"
-    ) > /dev/null 3>&- &
-    wait_for 5 "the daemon's pid file" test -s "$WORK/daemon.pid"
+    daemon_start "$CONFIG"
     kubelet_sim_wait sim1
     assert _alive "$(daemon_pid)"
     sed 's/^/  daemon: /' "$DAEMON_LOG"
@@ -257,23 +248,10 @@ pod_testpmd_start() {
 }
 
 @test "SIGTERM stops the daemon cleanly: exit 0, socket removed, VFs kept, no warnings" {
-    pid=$(daemon_pid)
-    log "SIGTERM to the daemon (pid $pid)"
-    kill -TERM "$pid"
-    wait_for 10 "the daemon to stop" _dead "$pid"
-    wait_for 5 "the daemon's exit status" test -s "$WORK/daemon.rc"
-    assert_equal "$(< "$WORK/daemon.rc")" 0
+    daemon_stop
     refute [ -e "$KDIR/$ENDPOINT" ]
-    # From "stopping" on: only the device-info files of its pools removed
-    # (devinfo/dp/, written at Allocate).
-    local after
-    after=$(sed -n '/dpdk-cni-node: stopping$/,$p' "$DAEMON_LOG")
-    assert_regex "$after" "stopping"
-    assert_regex "$after" "removed [1-9][0-9]* device-info files from /var/run/k8s.cni.cncf.io/devinfo/dp"
-    refute grep -vE 'dpdk-cni-node: (stopping|[^ ]+: removed [0-9]+ device-info files from )' <<< "$after"
     assert_equal "$(< "$PFDIR/sriov_numvfs")" "$NUM_VFS"
-    grep -E ' (warn|error) ' "$DAEMON_LOG" | sed 's/^/  daemon: /' || true
-    assert_equal "$(grep -cE ' (warn|error) ' "$DAEMON_LOG" || true)" 0
+    daemon_log_ends_cleanly
 }
 
 @test "the node is reset to 2 new VFs: no MAC or spoofchk from nodeSetup left" {

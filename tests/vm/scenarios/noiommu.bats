@@ -192,13 +192,5 @@ no_group() { [ ! -e "/sys/bus/pci/devices/$1/iommu_group" ]; }
 @test "SIGTERM stops the daemon cleanly: exit 0, its socket removed" {
     daemon_stop
     refute [ -e "$KDIR/dpdk-cni-intel.com_intel_sriov_dpdk.sock" ]
-    # From "stopping" on: only the device-info files of its pools removed
-    # (devinfo/dp/, written at Allocate).
-    local after
-    after=$(sed -n '/dpdk-cni-node: stopping$/,$p' "$WORK/daemon.log")
-    assert_regex "$after" "stopping"
-    assert_regex "$after" "removed [1-9][0-9]* device-info files from /var/run/k8s.cni.cncf.io/devinfo/dp"
-    refute grep -vE 'dpdk-cni-node: (stopping|[^ ]+: removed [0-9]+ device-info files from )' <<< "$after"
-    grep -E ' (warn|error) ' "$WORK/daemon.log" | sed 's/^/  daemon: /' || true
-    assert_equal "$(grep -cE ' (warn|error) ' "$WORK/daemon.log" || true)" 0
+    daemon_log_ends_cleanly
 }
