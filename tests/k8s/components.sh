@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes pieces the cluster tier runs, from Go modules at the
 # versions pinned below (the one place they are written):
-#   kube-apiserver, kubelet, kube-scheduler, kubectl   (modules/kubernetes)
+#   kube-apiserver, kube-controller-manager, kubelet,
+#   kube-scheduler, kubectl                            (modules/kubernetes)
 #   etcd, etcdctl                                      (modules/etcd)
 #   containerd, containerd-shim-runc-v2, ctr           (modules/containerd)
 #   crictl                                             (modules/cri-tools)
@@ -70,6 +71,7 @@ kube_ldflags() {
 components() {
     local cd=github.com/containerd/containerd/v2
     echo "kubernetes|kubernetes|$KUBERNETES_VERSION|$KUBE_TAGS|$(kube_ldflags)|kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
+    echo "kubernetes|kubernetes|$KUBERNETES_VERSION|$KUBE_TAGS|$(kube_ldflags)|kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
     echo "kubernetes|kubernetes|$KUBERNETES_VERSION|$KUBE_TAGS|$(kube_ldflags)|kubelet=k8s.io/kubernetes/cmd/kubelet"
     echo "kubernetes|kubernetes|$KUBERNETES_VERSION|$KUBE_TAGS|$(kube_ldflags)|kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler"
     echo "kubernetes|kubernetes|$KUBERNETES_VERSION|$KUBE_TAGS|$(kube_ldflags)|kubectl=k8s.io/kubernetes/cmd/kubectl"
@@ -210,7 +212,8 @@ kube_replaces() {
 pin() {
     local cd=github.com/containerd/containerd/v2 k=k8s.io/kubernetes/cmd
     pin_module kubernetes "$(kube_replaces)" "$KUBE_TAGS" \
-        "$k/kube-apiserver@$KUBERNETES_VERSION" "$k/kubelet@$KUBERNETES_VERSION" \
+        "$k/kube-apiserver@$KUBERNETES_VERSION" "$k/kube-controller-manager@$KUBERNETES_VERSION" \
+        "$k/kubelet@$KUBERNETES_VERSION" \
         "$k/kube-scheduler@$KUBERNETES_VERSION" "$k/kubectl@$KUBERNETES_VERSION"
     pin_module etcd "" "" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION"
     pin_module containerd "" "$CONTAINERD_TAGS" "$cd/cmd/containerd@$CONTAINERD_VERSION" \

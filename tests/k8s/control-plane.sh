@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway Kubernetes control plane on the host's loopback: etcd,
-# kube-apiserver and kube-scheduler, with their own CA, in a fresh directory.
+# kube-apiserver, kube-controller-manager and kube-scheduler, with their own
+# CA, in a fresh directory.
 #
 #   tests/k8s/control-plane.sh start [DIR]
 #                                        start it; print K8S_CP_DIR=<dir> and the
@@ -157,11 +158,12 @@ on_exit() {
 }
 
 start() {
-    local bins t0 etcd_c etcd_p api sched sans ip
-    bins=$("$HERE/components.sh" env etcd kube-apiserver kube-scheduler kubectl) ||
+    local bins t0 etcd_c etcd_p api sched kcm sans ip
+    bins=$("$HERE/components.sh" env etcd kube-apiserver kube-controller-manager kube-scheduler kubectl) ||
         die "the binaries are not built: run tests/k8s/components.sh"
     eval "$bins"
-    for b in "$K8S_ETCD" "$K8S_ETCDCTL" "$K8S_KUBE_APISERVER" "$K8S_KUBE_SCHEDULER" "$K8S_KUBECTL"; do
+    for b in "$K8S_ETCD" "$K8S_ETCDCTL" "$K8S_KUBE_APISERVER" "$K8S_KUBE_CONTROLLER_MANAGER" \
+        "$K8S_KUBE_SCHEDULER" "$K8S_KUBECTL"; do
         [ -x "$b" ] || die "missing binary $b"
     done
     KUBECTL=$K8S_KUBECTL
@@ -181,7 +183,7 @@ start() {
     chmod 700 "$DIR"
     : > "$DIR/pids"
 
-    etcd_c=$(free_port); etcd_p=$(free_port); api=$(free_port); sched=$(free_port)
+    etcd_c=$(free_port); etcd_p=$(free_port); api=$(free_port); sched=$(free_port); kcm=$(free_port)
 
     t0=$(now)
     sans="IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default"
@@ -194,12 +196,14 @@ start() {
     make_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters clientAuth
     make_cert admin kubernetes-admin system:masters clientAuth
     make_cert scheduler system:kube-scheduler "" clientAuth
+    make_cert controller-manager system:kube-controller-manager "" clientAuth
     make_cert node "system:node:$NODE" system:nodes clientAuth
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$PKI/sa.key" 2>/dev/null
     openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
     local server=https://127.0.0.1:$api
     make_kubeconfig "$DIR/admin.kubeconfig" "$server" kubernetes-admin admin
     make_kubeconfig "$DIR/scheduler.kubeconfig" "$server" system:kube-scheduler scheduler
+    make_kubeconfig "$DIR/controller-manager.kubeconfig" "$server" system:kube-controller-manager controller-manager
     make_kubeconfig "$DIR/node.kubeconfig" "${K8S_NODE_SERVER:-$server}" "system:node:$NODE" node
     say "certificates and kubeconfigs in $(since "$t0")s ($DIR)"
 
@@ -232,6 +236,18 @@ start() {
         --allow-privileged=true --profiling=false --v=1 "${extra[@]}"
     wait_for kube-apiserver "$LAST_PID" \
         env -u KUBECONFIG "$KUBECTL" --kubeconfig "$DIR/admin.kubeconfig" --request-timeout 5s get --raw /readyz
+
+    # The controllers a DaemonSet, its pods' service accounts and their
+    # token's CA need (every default controller runs).
+    launch kube-controller-manager "$K8S_KUBE_CONTROLLER_MANAGER" \
+        --kubeconfig "$DIR/controller-manager.kubeconfig" \
+        --authentication-kubeconfig "$DIR/controller-manager.kubeconfig" \
+        --authorization-kubeconfig "$DIR/controller-manager.kubeconfig" \
+        --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+        --use-service-account-credentials --cluster-name dpdk-cni-test \
+        --bind-address 127.0.0.1 --secure-port "$kcm" --leader-elect=false --profiling=false --v=1
+    wait_for kube-controller-manager "$LAST_PID" \
+        curl -fsS --max-time 5 -k "https://127.0.0.1:$kcm/healthz"
 
     launch kube-scheduler "$K8S_KUBE_SCHEDULER" \
         --kubeconfig "$DIR/scheduler.kubeconfig" \
