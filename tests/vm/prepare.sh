@@ -37,6 +37,8 @@ GUEST_MODULES=(
     igb igbvf                                   # PF (pulls i2c-algo-bit, dca) and VF drivers
     vfio vfio_iommu_type1 vfio-pci-core vfio-pci
     netfs 9pnet 9pnet_virtio 9p overlay         # host root over 9p + overlay
+    virtio_net veth                             # Kubernetes tier: API server link, pod network
+    nf_tables nft_chain_nat nft_nat             # Kubernetes tier: the Service address
 )
 # shellcheck disable=SC2206  # word splitting intended
 GUEST_MODULES+=(${VM_EXTRA_MODULES:-})

@@ -33,7 +33,12 @@
 #   VM_ENV            names of host variables to export into the scenario
 #                     (space separated), e.g. VM_ENV="RUST_LOG CNI_BIN"
 #   VM_HUGEPAGES      2 MiB hugepages reserved at boot (default 256)
-#   VM_MEM / VM_SMP   guest RAM in MiB (default 2048) / CPUs (default 2)
+#   VM_MEM / VM_SMP   guest RAM in MiB (default 2048) / CPUs (default 2).
+#                     Keep VM_MEM under 2816: from there on q35 puts RAM
+#                     above 4 GiB, and QEMU's igb then leaves a VF driven by
+#                     DPDK without answers from the PF's mailbox (DPDK
+#                     picks a random MAC, nothing is transmitted; seen with
+#                     QEMU 10.0 at 2816 and 4096, never at 2048)
 #   VM_LOGLEVEL       kernel console loglevel (default 4: errors and worse)
 #   VM_APPEND         extra kernel command line words
 #   VM_LOG            also keep the console log in this file
@@ -60,6 +65,10 @@
 #                     /dev/vfio/noiommu-<group>.  Not with VM_NOACS_PF.
 #                     Default: 1 when the scenario has a line
 #                     "# vm: noiommu", else 0.
+#   VM_BINDS          host directories (space separated) under the tmpfs
+#                     mounts (/tmp, /run, ...) that the guest needs: bound
+#                     back read-only from the host root, like a repo
+#                     checked out under /tmp
 #   VM_EXTRA_DEVICES  extra QEMU arguments (word-split), e.g. more -device
 #                     options; add no -netdev other than user,restrict=on
 set -euo pipefail
@@ -108,6 +117,10 @@ hidden() {
 }
 : > "$RUN_DIR/share/binds"
 if hidden "$REPO_ROOT/"; then echo "$REPO_ROOT" >> "$RUN_DIR/share/binds"; fi
+for d in ${VM_BINDS:-}; do
+    [ -d "$d" ] || { say "VM_BINDS: no directory $d"; exit 2; }
+    realpath "$d" >> "$RUN_DIR/share/binds"
+done
 GUEST_SCENARIO=$SCENARIO
 if hidden "$SCENARIO" && [ "${SCENARIO#"$REPO_ROOT"/}" = "$SCENARIO" ]; then
     case "$SCENARIO" in
