@@ -317,7 +317,8 @@ fn manifests_parse_and_match_the_image() {
     assert_eq!(conf["capabilities"]["CNIDeviceInfoFile"], true);
     assert_eq!(conf["capabilities"]["deviceID"], true);
 
-    // The testpmd pod: the network, the resource, hugepages, the env the plugin sets.
+    // The testpmd pod: the network, the resource, hugepages; EAL arguments
+    // from dpdk-discover, none written by hand.
     let pod = find(&docs, "Pod")[0];
     assert_eq!(
         pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"],
@@ -328,11 +329,15 @@ fn manifests_parse_and_match_the_image() {
         assert_eq!(c["resources"][k][res], "1");
         assert!(c["resources"][k]["hugepages-2Mi"].is_string());
     }
+    assert_eq!(c["command"][0], "dpdk-discover");
+    assert_eq!(c["command"][1], "dpdk-testpmd");
     let args = serde_yaml::to_string(&c["args"]).unwrap();
-    assert!(
-        args.contains(&dpdk_cni_node::allocate::env_name(res)),
-        "{args}"
-    );
+    for eal in ["-a", "-l", "--huge-dir", "--socket-mem", "PCIDEVICE_"] {
+        assert!(
+            !args.contains(eal),
+            "hand-written EAL argument {eal}: {args}"
+        );
+    }
     assert_eq!(
         pod["spec"]["volumes"][0]["emptyDir"]["medium"],
         "HugePages-2Mi"
