@@ -41,7 +41,7 @@ demo: deps plugin ## boot the SR-IOV guest and attach VFs to DPDK pods (testpmd,
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) build --locked --bin dpdk-fwd
 	tests/vm/run.sh tests/vm/demo.sh
 
-test: deps lint release-check unit-test fuzz bench-smoke peer-bench-smoke dpdk-test vm-test image ## install what is needed and run every test
+test: deps lint release-check unit-test fuzz bench-smoke peer-bench-smoke dpdk-test vm-test image k8s-test ## install what is needed and run every test
 	@echo "make test: every tier passed"
 
 lint: ## cargo fmt --check and clippy with warnings denied, with and without the test hooks
@@ -100,12 +100,15 @@ dpdk-test: ## the dpdk crates (own workspace): lint, discovery unit tests, EAL f
 dpdk-bench: deps ## dpdk-fwd against dpdk-testpmd on net_null vdevs, and burst/mbuf micro-benchmarks
 	cd dpdk && CARGO_TARGET_DIR=$(DPDK_TARGET) $(CARGO) bench --locked
 
-# The Kubernetes tier's pieces, built from pinned Go modules (tests/k8s/modules)
-# into ~/.cache/dpdk-cni/k8s; not part of `make test` (a cold build takes tens of
-# CPU-minutes).
-.PHONY: k8s-build k8s-smoke
-k8s-build: ## build kube-apiserver, kubelet, kube-scheduler, kubectl, etcd, containerd, crictl (cached)
+# The Kubernetes tier: its pieces built from pinned Go modules (tests/k8s/modules)
+# into ~/.cache/dpdk-cni/k8s (a cold build takes tens of CPU-minutes, a warm one
+# none), a control plane on the loopback, the kubelet and containerd in the guest.
+.PHONY: k8s-build k8s-smoke k8s-test
+k8s-build: ## build kube-apiserver, kube-controller-manager, kubelet, kube-scheduler, kubectl, etcd, containerd, crictl (cached)
 	tests/k8s/components.sh >/dev/null
+
+k8s-test: deps ## a real node in the guest (kubelet, containerd) runs docker/k8s: DaemonSet, device plugin, testpmd pods
+	tests/k8s/run.sh
 
 k8s-smoke: ## the loopback control plane answers (readyz, resource.k8s.io/v1, a ConfigMap); containerd's CRI answers
 	tests/k8s/smoke.sh

@@ -12,6 +12,8 @@ PKGS=(
   busybox-static cpio kmod                    # the test guest's initramfs
   bats bats-support bats-assert               # the guest scenarios written in bats
   buildah                                     # the container image (docker/build-image.sh)
+  runc nftables socat openssl curl gcc libc6-dev  # the Kubernetes tier: runtime, Service address,
+                                              # API server forwarding, certificates, pause image
 )
 # From bookworm-backports: QEMU 10 has the igb (82576) SR-IOV model.
 BACKPORTS=(qemu-system-x86)
