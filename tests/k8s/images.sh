@@ -38,14 +38,19 @@ trap cleanup EXIT
 # A static binary has no program interpreter: FROM scratch has no loader.
 static() { ! readelf -lW "$1" | grep -q 'Requesting program interpreter'; }
 
-# commit NAME: commits $CTR as localhost/NAME:dev and writes OUT/NAME.tar.
+# archive NAME: writes localhost/NAME:dev to OUT/NAME.tar.
+archive() {
+    local image=localhost/$1:dev
+    rm -f "$OUT/$1.tar"
+    buildah push --quiet "$image" "docker-archive:$OUT/$1.tar:$image" >/dev/null
+    say "$image: $(du -h "$OUT/$1.tar" | cut -f1)"
+}
+
+# commit NAME: commits $CTR as localhost/NAME:dev and archives it.
 commit() {
-    local name=$1 image=localhost/$1:dev
-    buildah commit --quiet --rm "$CTR" "$image" >/dev/null
+    buildah commit --quiet --rm "$CTR" "localhost/$1:dev" >/dev/null
     CTR=""
-    rm -f "$OUT/$name.tar"
-    buildah push --quiet "$image" "docker-archive:$OUT/$name.tar:$image" >/dev/null
-    say "$image: $(du -h "$OUT/$name.tar" | cut -f1)"
+    archive "$1"
 }
 
 t0=$(date +%s)
@@ -59,9 +64,7 @@ commit pause
 
 # --- dpdk-cni --------------------------------------------------------------
 "$REPO/docker/build-image.sh" >&2
-rm -f "$OUT/dpdk-cni.tar"
-buildah push --quiet localhost/dpdk-cni:dev "docker-archive:$OUT/dpdk-cni.tar:localhost/dpdk-cni:dev" >/dev/null
-say "localhost/dpdk-cni:dev: $(du -h "$OUT/dpdk-cni.tar" | cut -f1)"
+archive dpdk-cni
 
 # --- dpdk-testpmd ----------------------------------------------------------
 # dpdk-discover, static: it runs before any library of the image is needed.

@@ -152,6 +152,15 @@ vf_bdf() {
     echo "${link##*/}"
 }
 
+# vf_index BDF: the number of VF BDF on the PF (the inverse of vf_bdf).
+vf_index() {
+    local l
+    for l in "/sys/bus/pci/devices/$(pf_bdf)"/virtfn*; do
+        [ "$(basename "$(readlink -f "$l")")" = "$1" ] && { echo "${l##*virtfn}"; return 0; }
+    done
+    fail "$1 is not a VF of $(pf_bdf)"
+}
+
 # vf_ifname N: netdev name of VF N (empty if it has none, e.g. bound to vfio-pci).
 vf_ifname() {
     local bdf n

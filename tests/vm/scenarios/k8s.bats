@@ -23,14 +23,6 @@ load helpers
 
 NUM_VFS=3
 vf_mac() { printf '02:00:00:00:0b:%02x' "$1"; }
-# vf_index BDF: the VF's number on the PF.
-vf_index() {
-    local l
-    for l in "/sys/bus/pci/devices/$(pf_bdf)"/virtfn*; do
-        [ "$(basename "$(readlink -f "$l")")" = "$1" ] && { basename "$l" | sed 's/virtfn//'; return; }
-    done
-    fail "$1 is not a VF of $(pf_bdf)"
-}
 RESOURCE=intel.com/intel_sriov_dpdk
 MANIFESTS=$DPDK_CNI_REPO/docker/k8s
 
