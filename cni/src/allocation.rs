@@ -23,7 +23,9 @@ const ANSWER_WAIT: Duration = Duration::from_secs(3);
 
 /// Refuses `dev` unless the kubelet allocated it to the pod CNI_ARGS names.
 pub fn check(node: &Node, env: &CniEnv, dev: PciAddress) -> Result<()> {
-    if !node.settings.allocation_check {
+    // A ResourceClaim's allocation was checked by the DRA driver against
+    // the API server before it called ADD.
+    if !node.settings.allocation_check || node.dra {
         return Ok(());
     }
     let (Some(ns), Some(pod)) = (env.arg("K8S_POD_NAMESPACE"), env.arg("K8S_POD_NAME")) else {

@@ -17,12 +17,11 @@ use crate::version;
 /// `test-hooks` build whatever fake the environment names.
 pub fn node_from_env(get: &dyn Fn(&str) -> Option<String>) -> Node {
     #[cfg(feature = "test-hooks")]
-    return crate::hooks::node_from_env(get);
+    let mut node = crate::hooks::node_from_env(get);
     #[cfg(not(feature = "test-hooks"))]
-    {
-        let _ = get;
-        Node::real()
-    }
+    let mut node = Node::real();
+    node.dra = env::dra_caller(get);
+    node
 }
 
 /// Checks the effective capabilities a command that changes the node needs.

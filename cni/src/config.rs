@@ -231,6 +231,11 @@ pub fn base(raw: &RawConf, node: &Node, strict: bool) -> Result<Base> {
             "invalid network name {name:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
         )));
     }
+    if name == ledger::DRA_NETWORK && !node.dra {
+        return Err(CniError::netconf(format!(
+            "network name {name:?} is reserved for devices prepared for ResourceClaims by dpdk-cni-node: pick another name"
+        )));
+    }
     if RESERVED_NETWORK_NAMES.contains(&name.as_str()) {
         return Err(CniError::netconf(format!(
             "network name {name:?} is reserved for the plugin's state directory: pick another name"

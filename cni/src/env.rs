@@ -36,6 +36,17 @@ impl CniEnv {
     }
 }
 
+/// Set to `dra` by the node daemon's DRA driver when it runs the plugin to
+/// prepare or release a ResourceClaim's device. A runtime passes plugins
+/// its own environment and the `CNI_*` variables; nothing a pod or a NAD
+/// writes reaches it.
+pub const CALLER_ENV: &str = "DPDK_CNI_CALLER";
+
+/// Whether the node daemon's DRA driver is the caller.
+pub fn dra_caller(get: &dyn Fn(&str) -> Option<String>) -> bool {
+    get(CALLER_ENV).as_deref() == Some("dra")
+}
+
 /// Reads `CNI_COMMAND`.
 pub fn command(get: &dyn Fn(&str) -> Option<String>) -> Result<Command> {
     match get("CNI_COMMAND").as_deref() {
@@ -105,8 +116,10 @@ pub fn read(cmd: Command, get: &dyn Fn(&str) -> Option<String>) -> Result<CniEnv
             )));
         }
         env.netns = match cmd {
-            // DEL must work when the namespace is already gone.
+            // DEL must work when the namespace is already gone; the DRA
+            // driver prepares a device before the pod's namespace exists.
             Command::Del => get("CNI_NETNS").unwrap_or_default(),
+            _ if dra_caller(get) => get("CNI_NETNS").unwrap_or_default(),
             _ => need("CNI_NETNS")?,
         };
     }

@@ -19,6 +19,10 @@ pub struct Node {
     /// The node's own settings (`/etc/dpdk-cni/node.json`), below `root`.
     pub settings: NodeSettings,
     pub bind: BindOptions,
+    /// The node daemon's DRA driver is the caller (in its own process): it
+    /// may use the reserved DRA network, and the allocation it acts on is
+    /// the ResourceClaim's, not a device plugin's.
+    pub dra: bool,
     netlink_factory: NetlinkFactory,
     netlink: Option<Box<dyn VfNetlink>>,
 }
@@ -41,6 +45,7 @@ impl Node {
             settings: NodeSettings::defaults(&root),
             root,
             bind: BindOptions::default(),
+            dra: false,
             netlink_factory,
             netlink: None,
         }

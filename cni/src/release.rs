@@ -71,6 +71,10 @@ fn device_is_ours(ctx: &DelCtx<'_>, att: &Attachment) -> std::result::Result<(),
         return Ok(());
     };
     match ctx.ledger.claim(dev) {
+        // The pod's own ResourceClaim holds it: this attachment undoes
+        // what it changed, the claim's Unprepare the rest.
+        Ok(Some(holder))
+            if att.dra_claim.is_some() && holder.dra_claim() == att.dra_claim.as_deref() => {}
         Ok(Some(holder)) if holder != att.claim() => {
             return Err(format!(
                 "it is held by container {} (network {}, interface {})",

@@ -34,10 +34,16 @@ use vfio::PciAddress;
 pub use error::{LedgerError, Result};
 pub use fsutil::write_atomic;
 pub use records::{
-    valid_ifname, Attachment, Claim, DeviceId, DeviceType, OriginalLink, Phase, Prebound,
+    valid_ifname, Attachment, Claim, DeviceId, DeviceType, DraClaim, OriginalLink, Phase, Prebound,
     RECORD_VERSION,
 };
 pub use settings::NodeSettings;
+
+/// The network under which the node daemon's DRA driver records the
+/// devices it prepares for ResourceClaims: the container ID is
+/// `claim-<claim UID>`. No netconf may use this name, so no NAD can list,
+/// take or garbage-collect these attachments.
+pub const DRA_NETWORK: &str = "dpdk-cni-dra";
 
 use error::io;
 use fsutil::{read_json, remove_if_exists};
@@ -87,6 +93,34 @@ impl Ledger {
 
     fn claim_path(&self, device: PciAddress) -> PathBuf {
         self.dir.join("devices").join(format!("{device}.json"))
+    }
+
+    fn dra_claim_path(&self, uid: &str) -> PathBuf {
+        self.dir.join("dra").join(format!("{uid}.json"))
+    }
+
+    /// The pods a prepared ResourceClaim is reserved for. `uid` is the
+    /// claim's UID as [`Claim::dra_claim`] gives it.
+    pub fn dra_claim(&self, uid: &str) -> Result<Option<DraClaim>> {
+        if !valid_claim_uid(uid) {
+            return Ok(None);
+        }
+        read_json(&self.dra_claim_path(uid), "the ResourceClaim record")
+    }
+
+    pub fn set_dra_claim(&self, uid: &str, c: &DraClaim) -> Result<()> {
+        let path = self.dra_claim_path(uid);
+        if !valid_claim_uid(uid) {
+            return Err(io("name", &path, std::io::Error::other("not a claim UID")));
+        }
+        write_atomic(&path, &encode("encode", &path, c)?, true)
+    }
+
+    pub fn clear_dra_claim(&self, uid: &str) -> Result<()> {
+        if !valid_claim_uid(uid) {
+            return Ok(());
+        }
+        remove_if_exists(&self.dra_claim_path(uid))
     }
 
     fn prebound_path(&self, device: PciAddress) -> PathBuf {
@@ -295,6 +329,13 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// A claim UID as the API server makes them (a UUID): it names a file.
+pub fn valid_claim_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
 }
 
 /// The `*.json` files of a directory; none when it does not exist.

@@ -193,6 +193,12 @@ pub struct Attachment {
     /// it probes again).
     #[serde(default)]
     pub original_netdev_mac: Option<String>,
+    /// A NAD's attachment of a device a ResourceClaim holds (the pod's own
+    /// claim, handed over by Multus): the claim's UID. The claim keeps the
+    /// device; DEL puts back what this ADD changed and leaves the rest to
+    /// the claim's Unprepare.
+    #[serde(default)]
+    pub dra_claim: Option<String>,
 }
 
 /// A kernel driver name as sysfs shows it.
@@ -326,6 +332,28 @@ pub struct Claim {
     #[serde(rename = "containerID")]
     pub container_id: String,
     pub ifname: String,
+}
+
+impl Claim {
+    /// The ResourceClaim UID of a claim the DRA driver made.
+    pub fn dra_claim(&self) -> Option<&str> {
+        (self.network == crate::DRA_NETWORK)
+            .then(|| self.container_id.strip_prefix("claim-"))
+            .flatten()
+    }
+}
+
+/// A ResourceClaim the DRA driver prepared: which pods may use its devices
+/// (its `status.reservedFor` when it was prepared). A NAD's ADD for one of
+/// them (Multus hands it the claim's device) is let through for these pods
+/// only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DraClaim {
+    pub namespace: String,
+    pub name: String,
+    /// The UIDs of the pods the claim is reserved for.
+    pub pods: Vec<String>,
 }
 
 /// A device the node daemon bound to vfio-pci before any ADD (no-IOMMU mode:

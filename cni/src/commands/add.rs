@@ -55,7 +55,8 @@ pub fn add(node: &mut Node, env: &CniEnv, raw: &RawConf, conf: &Value) -> Result
     att.device_info_written = true;
     // The claim first, then the record, both durable: from here on DEL or
     // GC can undo whatever happens, and no other ADD can take the device.
-    if let Some(dev) = att.device.pci() {
+    // A device the pod's ResourceClaim holds stays the claim's.
+    if let (Some(dev), None) = (att.device.pci(), &att.dra_claim) {
         ledger.set_claim(dev, &att.claim())?;
     }
     if let Err(e) = ledger.save(&att, true) {

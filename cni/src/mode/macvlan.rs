@@ -84,6 +84,7 @@ impl DeviceMode for Macvlan {
             admin_mac_pinned: false,
             admin_mac_driver_chosen: false,
             original_netdev_mac: None,
+            dra_claim: None,
         };
         Ok(Prepared {
             att,

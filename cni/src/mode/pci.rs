@@ -68,16 +68,51 @@ pub struct Handover {
     pub fallback_reason: Option<String>,
 }
 
-/// Refuses (101) a device another attachment claims, or this one already;
-/// returns this attachment's claim. [`record`] asks again under the lock.
-pub fn refuse_held(ctx: &AddCtx<'_>, dev: vfio::PciAddress) -> Result<Claim> {
+/// Whether the ResourceClaim `uid` was prepared for this ADD's pod (its
+/// `K8S_POD_UID`, which the runtime passes): Multus hands a pod its own
+/// claim's device.
+fn pods_own_claim(ctx: &AddCtx<'_>, uid: &str) -> Result<bool> {
+    let Some(pod) = ctx.env.arg("K8S_POD_UID").filter(|p| !p.is_empty()) else {
+        return Ok(false);
+    };
+    Ok(ctx
+        .ledger
+        .dra_claim(uid)?
+        .is_some_and(|c| c.pods.iter().any(|p| p == pod)))
+}
+
+/// This ADD's claim on a device, and who holds the device now.
+#[derive(Debug)]
+pub struct Holding {
+    pub me: Claim,
+    /// The device is the pod's own ResourceClaim's (its UID): the claim
+    /// keeps it, this attachment only uses it.
+    pub dra_claim: Option<String>,
+}
+
+/// Refuses (101) a device another attachment or another pod's
+/// ResourceClaim holds, or this attachment already. [`record`] asks again
+/// under the lock.
+pub fn refuse_held(ctx: &AddCtx<'_>, dev: vfio::PciAddress) -> Result<Holding> {
     let me = Claim {
         network: ctx.plan.base.name.clone(),
         container_id: ctx.env.container_id.clone(),
         ifname: ctx.env.ifname.clone(),
     };
     if let Some(holder) = ctx.ledger.claim(dev)? {
-        let msg = if holder == me {
+        if let Some(uid) = holder.dra_claim() {
+            if pods_own_claim(ctx, uid)? {
+                return Ok(Holding {
+                    me,
+                    dra_claim: Some(uid.to_string()),
+                });
+            }
+        }
+        let msg = if let Some(uid) = holder.dra_claim() {
+            format!(
+                "{dev} is prepared for ResourceClaim {uid} by the dpdk-cni DRA driver: a device allocated through DRA goes only to its claim's pod; pick another device"
+            )
+        } else if holder == me {
             format!(
                 "{dev} is already attached to container {} as {}: DEL it before adding it again",
                 me.container_id, me.ifname
@@ -90,7 +125,10 @@ pub fn refuse_held(ctx: &AddCtx<'_>, dev: vfio::PciAddress) -> Result<Claim> {
         };
         return Err(CniError::new(code::DEVICE_BUSY, msg));
     }
-    Ok(me)
+    Ok(Holding {
+        me,
+        dra_claim: None,
+    })
 }
 
 /// Takes the device's lock, refuses a device another attachment holds, and
@@ -106,11 +144,14 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
     }
     locks.push(ledger.lock_device(&dev, LOCK_WAIT)?);
     log::debug(&format!("{dev}: locked"));
-    let me = refuse_held(ctx, dev)?;
+    let Holding { me, dra_claim } = refuse_held(ctx, dev)?;
     refuse_second_attachment(ledger, &me)?;
-    allocation::check(ctx.node, ctx.env, dev)?;
+    // The pod's own ResourceClaim is its allocation.
+    if dra_claim.is_none() {
+        allocation::check(ctx.node, ctx.env, dev)?;
+    }
     if let (DeviceType::VfioPci, Some(g)) = (how.kind, group) {
-        group_is_free(&sysfs, ledger, dev, g, &me)?;
+        group_is_free(&sysfs, ledger, dev, g, &me, dra_claim.as_deref())?;
     }
 
     let d = sysfs.device(dev)?;
@@ -158,6 +199,7 @@ pub fn record(ctx: &mut AddCtx<'_>, target: &Target, how: Handover) -> Result<Pr
         admin_mac_pinned: false,
         admin_mac_driver_chosen: false,
         original_netdev_mac: None,
+        dra_claim,
     };
     Ok(Prepared { att, locks })
 }
@@ -172,12 +214,15 @@ fn group_is_free(
     dev: vfio::PciAddress,
     group: u32,
     me: &Claim,
+    dra_claim: Option<&str>,
 ) -> Result<()> {
     let refuse = |m: String| CniError::new(code::VFIO_UNAVAILABLE, m);
     for peer in sysfs.group_peers(dev)? {
         let holder = ledger.claim(peer.address)?;
         match holder {
             Some(h) if h.container_id == me.container_id => {}
+            // The rest of the pod's own ResourceClaim.
+            Some(h) if dra_claim.is_some() && h.dra_claim() == dra_claim => {}
             Some(h) => {
                 return Err(refuse(format!(
                     "{dev} shares IOMMU group {group} with {}, which container {} holds (network {}, interface {}): a group goes to one pod",
