@@ -30,6 +30,12 @@ pub enum NodeError {
     SetupWaits { pf: String, msg: String },
     #[error("kubernetes API: {0}")]
     Kube(String),
+    /// An API request the server answered with an error status.
+    #[error("kubernetes API: {msg}")]
+    Api { status: u16, msg: String },
+    /// A ResourceClaim the DRA driver cannot prepare, with the reason.
+    #[error("{0}")]
+    Claim(String),
     #[error("kubelet: {0}")]
     Kubelet(String),
     #[error(transparent)]

@@ -87,6 +87,26 @@ pub struct Grant {
     pub devinfo: DeviceInfo,
 }
 
+impl Grant {
+    /// A device whose netdev the CNI plugin hands over: no node, its
+    /// address in the `_INFO` entry.
+    pub fn netdev(dev: &Device) -> Grant {
+        let id = dev.addr.to_string();
+        let mut info = Info::new();
+        info.insert("generic".into(), entry([("deviceID", id.clone())]));
+        Grant {
+            kind: Kind::Kernel,
+            specs: Vec::new(),
+            info,
+            devinfo: DeviceInfo::pci(PciInfo {
+                pci_address: id,
+                pf_pci_address: dev.pf.map(|p| p.to_string()),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
 /// At Allocate (the no-IOMMU early bind may happen, recorded in `ledger`),
 /// or only to describe the device (a CDI spec): no change on the node, and
 /// a group not known yet is left out.

@@ -326,8 +326,14 @@ impl KubeClient {
         }
     }
 
-    /// `PATCH /api/v1/nodes/<name>` with `application/merge-patch+json`.
-    pub async fn patch_node(&self, name: &str, patch: &Value) -> Result<()> {
+    /// One request; the status and body of the answer.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes)> {
         let io = self.connect().await?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
@@ -339,10 +345,10 @@ impl KubeClient {
             format!("{}:{}", self.host, self.port)
         };
         let mut req = Request::builder()
-            .method(Method::PATCH)
-            .uri(format!("/api/v1/nodes/{name}"))
+            .method(method)
+            .uri(path)
             .header("host", authority)
-            .header("content-type", "application/merge-patch+json")
+            .header("content-type", content_type)
             .header("accept", "application/json")
             .header(
                 "user-agent",
@@ -356,9 +362,8 @@ impl KubeClient {
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let req = req
-            .body(Full::new(Bytes::from(patch.to_string())))
-            .map_err(kerr)?;
+        let data = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let req = req.body(Full::new(data)).map_err(kerr)?;
         let resp = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
             .await
             .map_err(|_| kerr("the API server did not answer within 10s"))?
@@ -371,18 +376,64 @@ impl KubeClient {
             .map(|b| b.to_bytes())
             .unwrap_or_default();
         conn.abort();
-        if status == StatusCode::OK || status.is_success() {
-            Ok(())
+        Ok((status, body))
+    }
+
+    /// A JSON request that must succeed; its answer as JSON (`null` when empty).
+    async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let what = format!("{method} {path}");
+        let ct = if method == Method::PATCH {
+            "application/merge-patch+json"
         } else {
-            Err(kerr(format!(
-                "PATCH node {name}: {status}: {}",
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            )))
+            "application/json"
+        };
+        let (status, data) = self.request(method, path, ct, body).await?;
+        if !status.is_success() {
+            return Err(NodeError::Api {
+                status: status.as_u16(),
+                msg: format!("{what}: {status}: {}", excerpt(&data)),
+            });
+        }
+        if data.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&data).map_err(|e| kerr(format!("{what}: answer: {e}")))
+    }
+
+    /// `PATCH /api/v1/nodes/<name>` with `application/merge-patch+json`.
+    pub async fn patch_node(&self, name: &str, patch: &Value) -> Result<()> {
+        self.json(Method::PATCH, &format!("/api/v1/nodes/{name}"), Some(patch))
+            .await
+            .map(drop)
+    }
+
+    /// `GET` an object.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.json(Method::GET, path, None).await
+    }
+
+    /// `POST` (create) an object.
+    pub async fn create(&self, path: &str, obj: &Value) -> Result<Value> {
+        self.json(Method::POST, path, Some(obj)).await
+    }
+
+    /// `PUT` (replace) an object.
+    pub async fn replace(&self, path: &str, obj: &Value) -> Result<Value> {
+        self.json(Method::PUT, path, Some(obj)).await
+    }
+
+    /// `DELETE` an object; one that is gone already is fine.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        match self.json(Method::DELETE, path, None).await {
+            Err(NodeError::Api { status: 404, .. }) => Ok(()),
+            other => other.map(drop),
         }
     }
+}
+
+/// The start of an error answer, for a message.
+fn excerpt(data: &[u8]) -> String {
+    String::from_utf8_lossy(data).chars().take(300).collect()
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod cdi;
 pub mod config;
 pub mod daemon;
 pub mod devinfo;
+pub mod dra;
 pub mod error;
 pub mod grant;
 pub mod holders;
@@ -43,6 +44,18 @@ pub mod watch;
 #[allow(missing_debug_implementations, clippy::all)]
 pub mod api {
     tonic::include_proto!("v1beta1");
+}
+
+/// The kubelet's DRA plugin API v1, generated from `proto/dra.proto`.
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod dra_api {
+    tonic::include_proto!("k8s.io.kubelet.pkg.apis.dra.v1");
+}
+
+/// The kubelet's plugin registration API, from `proto/pluginregistration.proto`.
+#[allow(missing_debug_implementations, clippy::all)]
+pub mod registration_api {
+    tonic::include_proto!("pluginregistration");
 }
 
 pub use error::{NodeError, Result};

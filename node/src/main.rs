@@ -45,6 +45,9 @@ enum Cmd {
         #[arg(long)]
         settings_dir: Option<PathBuf>,
     },
+    /// Serve the pools as a DRA driver: ResourceSlices for this node, and
+    /// the kubelet's DRA plugin service (Prepare binds to vfio-pci).
+    Dra(DraArgs),
     /// Liveness/readiness check: the pools' plugin sockets answer.
     Probe(dpdk_cni_node::probe::ProbeArgs),
     /// Show PFs, VFs, drivers, NUMA nodes, IOMMU groups, pools and holders.
@@ -132,6 +135,113 @@ struct RunArgs {
     fake_netlink: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+struct DraArgs {
+    /// The driver name (a DNS subdomain of yours): DeviceClasses select it.
+    #[arg(long, default_value = dpdk_cni_node::dra::DEFAULT_DRIVER)]
+    driver_name: String,
+    /// The pools' config file, as `run` reads it.
+    #[arg(long, alias = "config", value_name = "CONFIG")]
+    config_file: Option<PathBuf>,
+    #[arg(long, default_value = DEFAULT_PREFIX)]
+    resource_prefix: String,
+    /// The dpdk-cni state directory (shared with the plugin).
+    #[arg(long, default_value = DEFAULT_STATE)]
+    state_dir: PathBuf,
+    /// This node's name (the DaemonSet sets NODE_NAME).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubelet's plugin directory (the DRA socket is `<driver>/dra.sock` in it).
+    #[arg(long, default_value = "/var/lib/kubelet/plugins")]
+    kubelet_plugins_dir: PathBuf,
+    /// The kubelet's plugin registration directory.
+    #[arg(long, default_value = "/var/lib/kubelet/plugins_registry")]
+    kubelet_registry_dir: PathBuf,
+    /// Where the claims' CDI spec files go (containerd reads /var/run/cdi).
+    #[arg(long, default_value = "/var/run/cdi")]
+    cdi_dir: PathBuf,
+    /// How often devices are discovered again and the slice compared.
+    #[arg(long, default_value_t = 2000)]
+    interval_ms: u64,
+    /// The dpdk-cni plugin, run to prepare and release devices (default:
+    /// `dpdk-cni` next to this binary, as the image has it).
+    #[arg(long)]
+    cni_bin: Option<PathBuf>,
+    #[arg(long, alias = "v", default_value = "0", value_parser = go_int,
+          allow_negative_numbers = true)]
+    log_level: i32,
+    /// Tests: a plain-HTTP API server with no credentials.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true)]
+    api_server: Option<String>,
+    /// Tests: the fake sysfs tree's emulated kernel answers writes.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true)]
+    emulated_kernel: bool,
+    /// Tests: VF admin state through a recording fake in this directory.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true)]
+    fake_netlink: Option<PathBuf>,
+}
+
+fn dra(sysfs_root: PathBuf, a: DraArgs) -> anyhow::Result<()> {
+    log::init(a.log_level, None);
+    let config = args::config_path(
+        a.config_file.as_deref(),
+        &[Path::new(DEFAULT_CONFIG), Path::new(UPSTREAM_CONFIG)],
+    )
+    .map_err(anyhow::Error::msg)?;
+    #[allow(unused_mut)]
+    let mut kube = None;
+    #[cfg(feature = "test-hooks")]
+    if let Some(s) = &a.api_server {
+        kube = Some(KubeClient::insecure_http(s)?);
+    }
+    let kube = match (kube, &a.kubeconfig) {
+        (Some(k), _) => k,
+        (None, Some(k)) => KubeClient::from_kubeconfig(k)?,
+        (None, None) => KubeClient::in_cluster()?,
+    };
+    #[allow(unused_mut)]
+    let mut sysfs = vfio::Sysfs::new(&sysfs_root);
+    #[allow(unused_mut)]
+    let mut plugin_env = Vec::new();
+    #[cfg(feature = "test-hooks")]
+    {
+        if a.emulated_kernel {
+            sysfs = vfio::fake::emulated(&sysfs_root);
+            plugin_env.push((
+                "DPDK_CNI_FAKE_ROOT".into(),
+                sysfs_root.display().to_string(),
+            ));
+        }
+        if let Some(p) = &a.fake_netlink {
+            plugin_env.push(("DPDK_CNI_FAKE_NETLINK".into(), p.display().to_string()));
+        }
+    }
+    let plugin = match a.cni_bin {
+        Some(p) => p,
+        None => install::default_source().context("finding the dpdk-cni plugin")?,
+    };
+    dpdk_cni_node::dra::run(dpdk_cni_node::dra::Options {
+        driver: a.driver_name,
+        sysfs,
+        plugin,
+        plugin_env,
+        config,
+        resource_prefix: a.resource_prefix,
+        state_dir: a.state_dir,
+        node_name: a.node_name,
+        kube,
+        plugins_dir: a.kubelet_plugins_dir,
+        registry_dir: a.kubelet_registry_dir,
+        cdi_dir: a.cdi_dir,
+        interval: Duration::from_millis(a.interval_ms.max(100)),
+    })
+}
+
 fn kube_client(a: &RunArgs) -> anyhow::Result<Option<KubeClient>> {
     if a.no_annotate {
         return Ok(None);
@@ -216,6 +326,13 @@ fn main() -> anyhow::Result<()> {
             };
             let dest = install::install(&from, &to, &name)?;
             println!("installed {} from {}", dest.display(), from.display());
+            Ok(())
+        }
+        Cmd::Dra(a) => {
+            if let Err(e) = dra(cli.sysfs_root, a) {
+                log::error(&format!("{e}; exiting"));
+                std::process::exit(1);
+            }
             Ok(())
         }
         Cmd::Probe(a) => dpdk_cni_node::probe::main(a),
