@@ -247,6 +247,8 @@ k8s_pod_stat() {
     k8s_pod_log "$1" | grep -ao "$2: *[0-9]*" | awk '{ if ($2 > m) m = $2 } END { print m + 0 }'
 }
 k8s_pod_stat_positive() { [ "$(k8s_pod_stat "$1" "$2")" -gt 0 ]; }
+# k8s_pod_stat_more POD FIELD N: the largest FIELD printed by POD is above N.
+k8s_pod_stat_more() { [ "$(k8s_pod_stat "$1" "$2")" -gt "$3" ]; }
 
 # k8s_pod_vf NAME: the PCI address dpdk-discover gave EAL (-a) in the pod.
 k8s_pod_vf() {

@@ -13,7 +13,8 @@
 # applied as a user applies them.  The control plane is stopped and its
 # directory removed on every exit.
 #
-# Environment: K8S_VM_TIMEOUT (seconds for the guest, default 1500),
+# Environment: K8S_SCENARIOS (default "k8s k8s-dra": the scenario files run
+# in one boot, in this order; e.g. K8S_SCENARIOS=k8s-dra), K8S_VM_TIMEOUT (seconds for the guest, default 1500),
 # K8S_VM_MEM (MiB, default 2560: no more than 2815, see VM_MEM in
 # tests/vm/run.sh), K8S_VM_SMP (CPUs, default 4: three testpmd pods of one CPU
 # each and the DaemonSet), K8S_VM_HUGEPAGES (2 MiB pages, default 768: three
@@ -55,12 +56,19 @@ command -v socat >/dev/null || die "socat is missing (make deps installs it)"
 
 export K8S_KUBELET K8S_CONTAINERD K8S_CONTAINERD_SHIM_RUNC_V2 K8S_CTR K8S_KUBECTL
 VM_ENV="K8S_CP_DIR K8S_APISERVER_PORT K8S_KUBELET K8S_CONTAINERD K8S_CONTAINERD_SHIM_RUNC_V2 K8S_CTR K8S_KUBECTL K8S_IMAGES"
+# The scenarios, in one boot: the device plugin's, then DRA's. The guest
+# runs the files given after the options first, then the one run.sh names.
+read -r -a scenarios <<< "${K8S_SCENARIOS:-k8s k8s-dra}"
+n=${#scenarios[@]}
+first=$REPO/tests/vm/scenarios/${scenarios[n-1]}.bats
+rest=()
+for s in "${scenarios[@]:0:n-1}"; do rest+=("$REPO/tests/vm/scenarios/$s.bats"); done
 say "control plane up after $(( $(date +%s) - T0 ))s; booting the node"
 rc=0
 VM_ENV=$VM_ENV VM_BINDS=$CP \
 VM_EXTRA_DEVICES="-device virtio-net-pci,netdev=k8s -netdev user,id=k8s,restrict=on,guestfwd=tcp:10.0.2.100:$K8S_APISERVER_PORT-cmd:$CP/guestfwd.sh" \
 VM_MEM=${K8S_VM_MEM:-2560} VM_SMP=${K8S_VM_SMP:-4} VM_HUGEPAGES=${K8S_VM_HUGEPAGES:-768} VM_TIMEOUT=${K8S_VM_TIMEOUT:-1500} \
-    "$REPO/tests/vm/run.sh" "$REPO/tests/vm/scenarios/k8s.bats" "$@" || rc=$?
+    "$REPO/tests/vm/run.sh" "$first" "$@" "${rest[@]}" || rc=$?
 if [ "$rc" != 0 ]; then
     for l in "$CP"/logs/*.log; do say "--- $l (last lines)"; tail -n 15 "$l" >&2; done
 fi
