@@ -256,8 +256,21 @@ fn discover(opts: &Options, cfg: &Config) -> Vec<pool::Pool> {
     })
 }
 
-pub fn serve_socket<S>(path: &Path, svc: S) -> Result<tokio::task::JoinHandle<()>>
-where
+/// A tonic service as `Server::add_service` takes it.
+pub trait GrpcService:
+    tonic::codegen::Service<
+        tonic::codegen::http::Request<tonic::body::Body>,
+        Response = tonic::codegen::http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+    > + tonic::server::NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
     S: tonic::codegen::Service<
             tonic::codegen::http::Request<tonic::body::Body>,
             Response = tonic::codegen::http::Response<tonic::body::Body>,
@@ -266,15 +279,28 @@ where
         + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send + 'static,
+        + 'static
 {
+}
+
+/// Listens on a new socket at `path` (its directory made, an old socket
+/// replaced, mode 0600); the path for messages.
+fn listen_at(path: &Path) -> Result<(tokio::net::UnixListener, String)> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(NodeError::write(d))?;
     }
     let _ = std::fs::remove_file(path);
     let l = listen_owner_only(path).map_err(NodeError::write(path))?;
-    let shown = path.display().to_string();
+    Ok((l, path.display().to_string()))
+}
+
+/// Serves `svc` on the unix socket `path`.
+pub fn serve_socket<S>(path: &Path, svc: S) -> Result<tokio::task::JoinHandle<()>>
+where
+    S: GrpcService,
+    S::Future: Send + 'static,
+{
+    let (l, shown) = listen_at(path)?;
     Ok(tokio::spawn(async move {
         if let Err(e) = Server::builder()
             .add_service(svc)
@@ -290,23 +316,10 @@ where
 /// each connection is piped to the gRPC server through it.
 pub fn serve_registration<S>(path: &Path, svc: S) -> Result<tokio::task::JoinHandle<()>>
 where
-    S: tonic::codegen::Service<
-            tonic::codegen::http::Request<tonic::body::Body>,
-            Response = tonic::codegen::http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + tonic::server::NamedService
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: GrpcService,
     S::Future: Send + 'static,
 {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(NodeError::write(d))?;
-    }
-    let _ = std::fs::remove_file(path);
-    let l = listen_owner_only(path).map_err(NodeError::write(path))?;
-    let shown = path.display().to_string();
+    let (l, shown) = listen_at(path)?;
     let (tx, rx) =
         tokio::sync::mpsc::unbounded_channel::<std::io::Result<tokio::io::DuplexStream>>();
     let server = tokio::spawn(async move {
