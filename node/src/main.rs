@@ -118,19 +118,25 @@ struct RunArgs {
     /// How often device health is read from sysfs.
     #[arg(long, default_value_t = 500)]
     health_interval_ms: u64,
-    /// Tests: a plain-HTTP API server with no credentials.
-    #[cfg(feature = "test-hooks")]
-    #[arg(long, hide = true)]
-    api_server: Option<String>,
     /// Tests: the least time between two Node updates.
     #[arg(long, hide = true, default_value_t = 1000)]
     annotate_interval_ms: u64,
-    /// Tests: the fake sysfs tree's emulated kernel answers writes.
     #[cfg(feature = "test-hooks")]
+    #[command(flatten)]
+    hooks: TestHooks,
+}
+
+/// The tests' flags, in the `test-hooks` build only.
+#[cfg(feature = "test-hooks")]
+#[derive(Debug, Clone, clap::Args)]
+struct TestHooks {
+    /// Tests: a plain-HTTP API server with no credentials.
+    #[arg(long, hide = true)]
+    api_server: Option<String>,
+    /// Tests: the fake sysfs tree's emulated kernel answers writes.
     #[arg(long, hide = true)]
     emulated_kernel: bool,
     /// Tests: VF admin state through a recording fake in this directory.
-    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     fake_netlink: Option<PathBuf>,
 }
@@ -172,18 +178,9 @@ struct DraArgs {
     #[arg(long, alias = "v", default_value = "0", value_parser = go_int,
           allow_negative_numbers = true)]
     log_level: i32,
-    /// Tests: a plain-HTTP API server with no credentials.
     #[cfg(feature = "test-hooks")]
-    #[arg(long, hide = true)]
-    api_server: Option<String>,
-    /// Tests: the fake sysfs tree's emulated kernel answers writes.
-    #[cfg(feature = "test-hooks")]
-    #[arg(long, hide = true)]
-    emulated_kernel: bool,
-    /// Tests: VF admin state through a recording fake in this directory.
-    #[cfg(feature = "test-hooks")]
-    #[arg(long, hide = true)]
-    fake_netlink: Option<PathBuf>,
+    #[command(flatten)]
+    hooks: TestHooks,
 }
 
 fn dra(sysfs_root: PathBuf, a: DraArgs) -> anyhow::Result<()> {
@@ -193,16 +190,10 @@ fn dra(sysfs_root: PathBuf, a: DraArgs) -> anyhow::Result<()> {
         &[Path::new(DEFAULT_CONFIG), Path::new(UPSTREAM_CONFIG)],
     )
     .map_err(anyhow::Error::msg)?;
-    #[allow(unused_mut)]
-    let mut kube = None;
-    #[cfg(feature = "test-hooks")]
-    if let Some(s) = &a.api_server {
-        kube = Some(KubeClient::insecure_http(s)?);
-    }
-    let kube = match (kube, &a.kubeconfig) {
-        (Some(k), _) => k,
-        (None, Some(k)) => KubeClient::from_kubeconfig(k)?,
-        (None, None) => KubeClient::in_cluster()?,
+    // Outside a pod and without a kubeconfig, in_cluster says what is missing.
+    let kube = match api_client(test_server!(a), a.kubeconfig.as_deref())? {
+        Some(k) => k,
+        None => KubeClient::in_cluster()?,
     };
     #[allow(unused_mut)]
     let mut sysfs = vfio::Sysfs::new(&sysfs_root);
@@ -210,14 +201,14 @@ fn dra(sysfs_root: PathBuf, a: DraArgs) -> anyhow::Result<()> {
     let mut plugin_env = Vec::new();
     #[cfg(feature = "test-hooks")]
     {
-        if a.emulated_kernel {
+        if a.hooks.emulated_kernel {
             sysfs = vfio::fake::emulated(&sysfs_root);
             plugin_env.push((
                 "DPDK_CNI_FAKE_ROOT".into(),
                 sysfs_root.display().to_string(),
             ));
         }
-        if let Some(p) = &a.fake_netlink {
+        if let Some(p) = &a.hooks.fake_netlink {
             plugin_env.push(("DPDK_CNI_FAKE_NETLINK".into(), p.display().to_string()));
         }
     }
@@ -242,21 +233,45 @@ fn dra(sysfs_root: PathBuf, a: DraArgs) -> anyhow::Result<()> {
     })
 }
 
-fn kube_client(a: &RunArgs) -> anyhow::Result<Option<KubeClient>> {
-    if a.no_annotate {
-        return Ok(None);
-    }
-    #[cfg(feature = "test-hooks")]
-    if let Some(s) = &a.api_server {
+/// The tests' plain-HTTP API server of a command's flags (none in a
+/// release build).
+macro_rules! test_server {
+    ($a:expr) => {{
+        #[cfg(feature = "test-hooks")]
+        let s = $a.hooks.api_server.as_deref();
+        #[cfg(not(feature = "test-hooks"))]
+        let s: Option<&str> = None;
+        s
+    }};
+}
+use test_server;
+
+/// The API server the flags name: the tests' plain-HTTP one, a
+/// kubeconfig, or the pod's service account; none outside a pod.
+fn api_client(
+    test_server: Option<&str>,
+    kubeconfig: Option<&Path>,
+) -> anyhow::Result<Option<KubeClient>> {
+    if let Some(s) = test_server {
+        #[cfg(feature = "test-hooks")]
         return Ok(Some(KubeClient::insecure_http(s)?));
+        #[cfg(not(feature = "test-hooks"))]
+        unreachable!("no test server in a release build: {s}");
     }
-    if let Some(k) = &a.kubeconfig {
+    if let Some(k) = kubeconfig {
         return Ok(Some(KubeClient::from_kubeconfig(k)?));
     }
     if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         return Ok(Some(KubeClient::in_cluster()?));
     }
     Ok(None)
+}
+
+fn kube_client(a: &RunArgs) -> anyhow::Result<Option<KubeClient>> {
+    if a.no_annotate {
+        return Ok(None);
+    }
+    api_client(test_server!(a), a.kubeconfig.as_deref())
 }
 
 /// Every long flag and alias of `cmd` and its subcommands.
@@ -382,8 +397,8 @@ fn run(sysfs_root: PathBuf, a: RunArgs) -> anyhow::Result<()> {
         annotate_interval: Duration::from_millis(a.annotate_interval_ms),
         #[cfg(feature = "test-hooks")]
         fakes: daemon::Fakes {
-            emulated_kernel: a.emulated_kernel,
-            netlink: a.fake_netlink,
+            emulated_kernel: a.hooks.emulated_kernel,
+            netlink: a.hooks.fake_netlink,
         },
     })
 }

@@ -60,17 +60,9 @@ fn container_id(uid: &str) -> String {
     format!("claim-{uid}")
 }
 
-/// A claim UID as the API server makes them (a UUID); anything else would
-/// end up in file names.
-pub fn valid_uid(uid: &str) -> bool {
-    ledger::valid_claim_uid(uid)
-}
-
-/// The plugin's environment variable naming its caller (the plugin's
+/// The plugin's environment variable naming its caller (its
 /// `env::CALLER_ENV`; the daemon does not link the plugin).
-mod dpdk_cni_env {
-    pub const CALLER: &str = "DPDK_CNI_CALLER";
-}
+const CALLER_ENV: &str = "DPDK_CNI_CALLER";
 
 fn cni(id: &str, e: PluginError) -> NodeError {
     NodeError::Claim(format!(
@@ -119,7 +111,7 @@ impl Preparer {
             .env("CNI_COMMAND", cmd)
             .env("CNI_CONTAINERID", container_id(uid))
             .env("CNI_IFNAME", ifname)
-            .env(dpdk_cni_env::CALLER, "dra")
+            .env(CALLER_ENV, "dra")
             .envs(self.plugin_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -175,7 +167,7 @@ impl Preparer {
     /// Prepares the devices of `claim` (the object from the API server)
     /// allocated to this driver: all or none.
     pub fn prepare(&self, claim: &Value, uid: &str, id: &str) -> Result<Vec<PreparedDevice>> {
-        if !valid_uid(uid) {
+        if !ledger::valid_claim_uid(uid) {
             return Err(NodeError::Claim(format!(
                 "ResourceClaim {id}: UID {uid:?} is not a UID"
             )));
@@ -343,7 +335,7 @@ impl Preparer {
     /// Releases every device the claim holds, as DEL does, and removes its
     /// CDI spec. Nothing held is fine.
     pub fn unprepare(&self, uid: &str, id: &str) -> Result<()> {
-        if !valid_uid(uid) {
+        if !ledger::valid_claim_uid(uid) {
             return Err(NodeError::Claim(format!(
                 "ResourceClaim {id}: UID {uid:?} is not a UID"
             )));
