@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 TARGET := x86_64-unknown-linux-gnu
 PLUGIN := target/$(TARGET)/release/dpdk-cni
+NODE := target/$(TARGET)/release/dpdk-cni-node
 # The same binary with the test hooks (fake node, recording netlink,
 # failpoints): what the benches and the guest's crash scenario drive.
 HOOKS_DIR := target/hooks
@@ -21,15 +22,16 @@ help: ## list the targets
 deps: ## install the Debian packages (QEMU from bookworm-backports, DPDK, CNI plugins)
 	@scripts/install-deps.sh
 
-plugin: ## build the static dpdk-cni binary (target/x86_64-unknown-linux-gnu/release/dpdk-cni)
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --target $(TARGET)
+# Both release binaries in one build, as the image ships them (docker/build-image.sh
+# runs the same command, so `make image` after this compiles nothing).
+plugin: ## build the static release binaries dpdk-cni and dpdk-cni-node (target/x86_64-unknown-linux-gnu/release/)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni -p dpdk-cni-node --target $(TARGET)
 
 plugin-hooks: ## the same static binary with the test hooks, for the benches and guest crash tests ($(PLUGIN_HOOKS))
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --features test-hooks --target $(TARGET) --target-dir $(HOOKS_DIR)
 
 release-check: plugin ## the release binaries carry no test fakes
-	$(CARGO) build --locked --release -p dpdk-cni-node
-	@for b in $(PLUGIN) target/release/dpdk-cni-node; do \
+	@for b in $(PLUGIN) $(NODE); do \
 	  n=$$(strings $$b | grep -c -e DPDK_CNI_FAKE -e DPDK_CNI_FAILPOINT -e emulated-kernel -e fake-netlink -e api-server || true); \
 	  echo "release-check: $$b: $$n test-hook strings"; [ "$$n" = 0 ] || exit 1; \
 	done
