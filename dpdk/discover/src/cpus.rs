@@ -57,6 +57,17 @@ pub fn cpus_from_cpuset(sys_root: &Path) -> Result<Vec<usize>> {
     parse_cpu_list(&text)
 }
 
+/// The CPUs of NUMA node `node` (`<sys_root>/devices/system/node/node<N>/cpulist`);
+/// `None` when the file is absent (a memory-only node, or no topology given).
+pub fn node_cpus(sys_root: &Path, node: u32) -> Result<Option<Vec<usize>>> {
+    let path = sys_root.join(format!("devices/system/node/node{node}/cpulist"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_cpu_list(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(DiscoverError::Read { path, source }),
+    }
+}
+
 /// CPUs this thread may run on (`sched_getaffinity(0)`).
 pub fn cpus_from_affinity() -> Result<Vec<usize>> {
     let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))

@@ -24,7 +24,7 @@ mod sysfs;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub use cpus::{cpus_from_affinity, cpus_from_cpuset, format_cpu_list, parse_cpu_list};
+pub use cpus::{cpus_from_affinity, cpus_from_cpuset, format_cpu_list, node_cpus, parse_cpu_list};
 pub use devinfo::{
     parse_device_info, parse_network_status, read_annotation, read_devinfo_dir,
     NETWORK_STATUS_ANNOTATION,
@@ -120,7 +120,10 @@ pub enum NetworkStatus {
 /// Which CPUs to pass as `-l`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lcores {
-    /// No `-l`: EAL uses every CPU of its affinity.
+    /// No `-l` (EAL uses every CPU of its affinity), except with several
+    /// NUMA nodes: then the allowed CPUs on the devices' nodes, so EAL's main
+    /// lcore, the workers and the application's per-socket memory pools sit
+    /// where `--socket-mem` put the memory (see [`discover`]).
     Default,
     List(Vec<usize>),
     /// The pod's cgroup cpuset under the sys root.
@@ -148,6 +151,9 @@ pub struct Inputs {
     /// Overrides the file prefix derived from the pod name.
     pub file_prefix: Option<String>,
     pub lcores: Lcores,
+    /// The CPUs the pod may run on, for [`Lcores::Default`] on a NUMA
+    /// machine; `None`: this thread's `sched_getaffinity`.
+    pub allowed_cpus: Option<Vec<usize>>,
 }
 
 impl Inputs {
@@ -165,6 +171,7 @@ impl Inputs {
             huge_dir: None,
             file_prefix: None,
             lcores: Lcores::Default,
+            allowed_cpus: None,
         }
     }
 
@@ -180,6 +187,7 @@ impl Inputs {
             huge_dir: None,
             file_prefix: None,
             lcores: Lcores::Default,
+            allowed_cpus: None,
         }
     }
 }
@@ -325,7 +333,7 @@ pub fn discover(inputs: &Inputs) -> Result<EalPlan> {
     let socket_mem = plan_socket_mem(inputs, &devices, &huge_mount, &mut notes)?;
     let file_prefix = file_prefix(inputs);
     let lcores = match &inputs.lcores {
-        Lcores::Default => None,
+        Lcores::Default => numa_local_lcores(inputs, &socket_mem, &mut notes)?,
         Lcores::List(l) => Some(l.clone()),
         Lcores::Cpuset => Some(cpus_from_cpuset(&inputs.sys_root)?),
         Lcores::Affinity => Some(cpus_from_affinity()?),
@@ -341,6 +349,72 @@ pub fn discover(inputs: &Inputs) -> Result<EalPlan> {
         lcores,
         notes,
     })
+}
+
+/// The default lcores. On one NUMA node, or where sysfs lists no node's
+/// CPUs, none (EAL's own choice). With several nodes, the allowed CPUs on the
+/// nodes that got memory (the devices' nodes): left to itself EAL makes the
+/// first allowed CPU the main lcore, and applications such as testpmd then
+/// create a memory pool on that CPU's node too, where `--socket-mem` put
+/// nothing, and run out of the pod's hugepages. None, with a note, when no
+/// allowed CPU is on those nodes (or all of them are).
+fn numa_local_lcores(
+    inputs: &Inputs,
+    socket_mem: &[u64],
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<usize>>> {
+    let sys = &inputs.sys_root;
+    let nodes = numa_nodes(sys);
+    if nodes.len() < 2 {
+        return Ok(None);
+    }
+    let device_nodes: Vec<u32> = nodes
+        .iter()
+        .copied()
+        .filter(|&n| socket_mem.get(n as usize).is_some_and(|&m| m > 0))
+        .collect();
+    let mut listed = false;
+    let mut local: BTreeSet<usize> = BTreeSet::new();
+    for &n in &nodes {
+        if let Some(cpus) = node_cpus(sys, n)? {
+            listed = true;
+            if device_nodes.contains(&n) {
+                local.extend(cpus);
+            }
+        }
+    }
+    if !listed {
+        return Ok(None);
+    }
+    let allowed = match &inputs.allowed_cpus {
+        Some(cpus) => cpus.clone(),
+        None => cpus_from_affinity()?,
+    };
+    let picked: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|c| local.contains(c))
+        .collect();
+    let node_list = device_nodes
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    if picked.is_empty() {
+        notes.push(format!(
+            "none of the CPUs this pod may use ({}) is on NUMA node {node_list}, where its devices are: lcores left to EAL",
+            format_cpu_list(&allowed)
+        ));
+        return Ok(None);
+    }
+    if picked.len() == allowed.len() {
+        return Ok(None);
+    }
+    notes.push(format!(
+        "lcores {}: the CPUs this pod may use on NUMA node {node_list}, where its devices are",
+        format_cpu_list(&picked)
+    ));
+    Ok(Some(picked))
 }
 
 /// `inputs.mem_mb` on every NUMA node that has a device, 0 on the others,

@@ -214,6 +214,86 @@ fn lcores_from_cpuset_and_list() {
     assert!(args(&i).starts_with("-l 1 "));
 }
 
+/// Two nodes with CPUs 0-1 and 2-3, as the kernel lists them.
+fn with_cpulists(pod: &Pod) {
+    pod.write("sys/devices/system/node/node0/cpulist", "0-1\n");
+    pod.write("sys/devices/system/node/node1/cpulist", "2-3\n");
+}
+
+#[test]
+fn default_lcores_on_two_nodes_are_the_devices_nodes_cpus() {
+    let pod = Pod::new();
+    pod.devinfo("a.json", VFIO_DEVINFO); // NUMA node 1
+    with_cpulists(&pod);
+    let mut i = pod.inputs();
+    i.allowed_cpus = Some(vec![0, 1, 2, 3]);
+    let plan = discover(&i).unwrap();
+    assert_eq!(plan.lcores, Some(vec![2, 3]));
+    assert!(
+        args(&i).starts_with(
+            "-l 2-3 --file-prefix web-0 --huge-dir /dev/hugepages --socket-mem 0,256 "
+        ),
+        "{}",
+        args(&i)
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("lcores 2-3") && n.contains("NUMA node 1")),
+        "{:?}",
+        plan.notes
+    );
+    // Only the allowed CPUs of the node: a pod limited to 1 and 3 gets 3.
+    i.allowed_cpus = Some(vec![1, 3]);
+    assert_eq!(discover(&i).unwrap().lcores, Some(vec![3]));
+    // A device on node 0: its CPUs.
+    pod.devinfo(
+        "a.json",
+        &VFIO_DEVINFO.replace(r#""numa-node":1"#, r#""numa-node":0"#),
+    );
+    i.allowed_cpus = Some(vec![0, 1, 2, 3]);
+    assert_eq!(discover(&i).unwrap().lcores, Some(vec![0, 1]));
+}
+
+#[test]
+fn default_lcores_left_to_eal_where_numa_does_not_narrow_them() {
+    let pod = Pod::new();
+    pod.devinfo("a.json", VFIO_DEVINFO); // NUMA node 1
+    let mut i = pod.inputs();
+    i.allowed_cpus = Some(vec![0, 1, 2, 3]);
+    // No cpulist in sysfs: nothing to go by.
+    assert_eq!(discover(&i).unwrap().lcores, None);
+    with_cpulists(&pod);
+    // The pod may not run on node 1: EAL chooses, and the note says why.
+    i.allowed_cpus = Some(vec![0, 1]);
+    let plan = discover(&i).unwrap();
+    assert_eq!(plan.lcores, None);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("none of the CPUs this pod may use (0-1)")),
+        "{:?}",
+        plan.notes
+    );
+    // Every allowed CPU is on node 1 already: no -l.
+    i.allowed_cpus = Some(vec![2, 3]);
+    assert_eq!(discover(&i).unwrap().lcores, None);
+    // Devices on both nodes: memory on both, lcores left to EAL.
+    pod.devinfo(
+        "b.json",
+        &VFIO_DEVINFO
+            .replace("0000:01:10.0", "0000:01:10.2")
+            .replace(r#""numa-node":1"#, r#""numa-node":0"#),
+    );
+    i.allowed_cpus = Some(vec![0, 1, 2, 3]);
+    let plan = discover(&i).unwrap();
+    assert_eq!(plan.socket_mem, vec![256, 256], "{:?}", plan.notes);
+    assert_eq!(plan.lcores, None);
+    // An explicit choice is kept as given.
+    i.lcores = Lcores::List(vec![0]);
+    assert_eq!(discover(&i).unwrap().lcores, Some(vec![0]));
+}
+
 #[test]
 fn file_prefix_falls_back_and_is_sanitised() {
     let pod = Pod::new();

@@ -21,7 +21,8 @@ Options go before PROGRAM; everything after PROGRAM is passed on untouched.
   --file-prefix NAME  EAL --file-prefix (default: POD_NAME, else HOSTNAME)
   --lcores LIST       EAL -l: a CPU list such as 0-3,8; cpuset (the pod's cgroup
                       cpuset); affinity (this process's CPU affinity)
-                      (default: no -l, EAL takes every CPU it may run on)
+                      (default: no -l, EAL takes every CPU it may run on; with
+                      several NUMA nodes, those on the devices' nodes)
   --print             print the command line instead of running PROGRAM
   -h, --help          print this text
 Exit status: 1 when discovery fails, 2 for a bad option, 127 when PROGRAM is
