@@ -52,12 +52,18 @@ if [ "${1:-}" = stage2 ]; then
     # Hugepages: 2 MiB pages, count from the kernel command line
     # (dpdkcni.hugepages=N, default 256 = 512 MiB of the 2 GiB guest).
     # The default hugetlbfs mount is /dev/hugepages; lib.sh can mount more.
+    # dpdkcni.hugepages_node=N puts them all on NUMA node N (else the kernel
+    # spreads them over the nodes).
     nr=256
+    pool=/sys/kernel/mm/hugepages/hugepages-2048kB
     for w in $($BB cat /proc/cmdline); do
-        case "$w" in dpdkcni.hugepages=*) nr="${w#*=}" ;; esac
+        case "$w" in
+            dpdkcni.hugepages=*) nr="${w#*=}" ;;
+            dpdkcni.hugepages_node=*) pool="/sys/devices/system/node/node${w#*=}/hugepages/hugepages-2048kB" ;;
+        esac
     done
-    echo "$nr" > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages \
-        || echo "vm-init: warning: could not reserve $nr hugepages"
+    echo "$nr" > "$pool/nr_hugepages" \
+        || echo "vm-init: warning: could not reserve $nr hugepages in $pool"
     $BB mkdir -p /dev/hugepages
     $BB mount -t hugetlbfs -o pagesize=2M hugetlbfs /dev/hugepages \
         || echo "vm-init: warning: could not mount hugetlbfs"

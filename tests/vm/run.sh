@@ -24,6 +24,11 @@
 # scenarios/all.sh), read from the line
 # "DPDK_CNI_VM_EXIT=<rc>" that the guest's init prints on the console; or
 #   124  the VM ran longer than VM_TIMEOUT seconds (killed)
+#   123  a vCPU of the guest stalled for good (the kernel's RCU stall report
+#        for one grace period reached 20000 jiffies, 80 s): the VM is killed
+#        then, not left to run into VM_TIMEOUT.  Seen under QEMU's TCG with
+#        more vCPUs than host cores: an idle vCPU stops getting its timer
+#        interrupts and every cross-CPU call in the guest waits on it.
 #   125  the guest died (kernel panic, init failure, QEMU error) without
 #        reporting an exit status
 #   2    usage error
@@ -42,6 +47,8 @@
 #   VM_LOGLEVEL       kernel console loglevel (default 4: errors and worse)
 #   VM_APPEND         extra kernel command line words
 #   VM_LOG            also keep the console log in this file
+#   VM_SUMMARY        on failure, also write the short summary (the last
+#                     tests bats finished, the console's last lines) here
 #   VM_SKIP_PREPARE=1 do not run prepare.sh first (use the cached vm.env)
 #   VM_CACHE_DIR      as for prepare.sh (default <repo>/target/vm)
 #   VM_NOACS_PF=1     add a second igb (PF2, bus 2) behind a root port with
@@ -65,6 +72,13 @@
 #                     /dev/vfio/noiommu-<group>.  Not with VM_NOACS_PF.
 #                     Default: 1 when the scenario has a line
 #                     "# vm: noiommu", else 0.
+#   VM_NUMA=1         two NUMA nodes: CPUs and RAM split in halves
+#                     except that node 1 gets VM_NUMA1_MEM MiB (default
+#                     1792 of the 2560 the Kubernetes tier boots with), and
+#                     the igb sits behind a PCIe expander bridge (pxb-pcie)
+#                     of node 1, so the PF is 0000:41:00.0 and it and its
+#                     VFs report numa_node 1; hugepages are all reserved on
+#                     node 1.  VM_SMP must be even.
 #   VM_BINDS          host directories (space separated) under the tmpfs
 #                     mounts (/tmp, /run, ...) that the guest needs: bound
 #                     back read-only from the host root, like a repo
@@ -169,6 +183,35 @@ fi
 # shellcheck disable=SC2206  # word splitting intended
 EXTRA_DEV=(${VM_EXTRA_DEVICES:-})
 
+# The SR-IOV NIC: an 82576 (igb) behind its own root port.  The user netdev
+# is restricted: no traffic leaves the guest.  With VM_NUMA=1 the root port
+# hangs off an expander bridge of NUMA node 1, given last on the command line
+# (QEMU puts devices without a bus on the last PCIe bus it knows of, and the
+# 9p shares must stay on the root bus); else it comes first, so it is bus 1.
+NUMA=()
+NUMA_APPEND=""
+NIC_FIRST=()
+NIC_LAST=()
+if [ "${VM_NUMA:-0}" = 1 ]; then
+    smp=${VM_SMP:-2}
+    mem1=${VM_NUMA1_MEM:-1792}
+    mem0=$(( ${VM_MEM:-2048} - mem1 ))
+    if [ $((smp % 2)) != 0 ] || [ "$mem0" -lt 256 ]; then
+        say "VM_NUMA=1 needs an even VM_SMP and VM_MEM at least VM_NUMA1_MEM + 256"
+        exit 2
+    fi
+    NUMA=(-object "memory-backend-ram,id=mem0,size=${mem0}M" -object "memory-backend-ram,id=mem1,size=${mem1}M"
+          -numa "node,nodeid=0,cpus=0-$((smp / 2 - 1)),memdev=mem0"
+          -numa "node,nodeid=1,cpus=$((smp / 2))-$((smp - 1)),memdev=mem1")
+    NIC_LAST=(-device pxb-pcie,id=pxb1,bus_nr=64,numa_node=1,bus=pcie.0
+              -device pcie-root-port,id=rp0,bus=pxb1,chassis=2,slot=0
+              -device igb,bus=rp0,netdev=n0 -netdev user,id=n0,restrict=on)
+    NUMA_APPEND="dpdkcni.hugepages_node=1"
+else
+    NIC_FIRST=(-device pcie-root-port,id=rp0,slot=0
+               -device igb,bus=rp0,netdev=n0 -netdev user,id=n0,restrict=on)
+fi
+
 # The IOMMU: QEMU's emulated Intel IOMMU, on in the kernel; or none, with
 # vfio's no-IOMMU mode and a vfio.ko that has it (the stock initramfs plus
 # an archive holding that module, which the kernel unpacks over it).
@@ -187,20 +230,15 @@ else
 fi
 
 APPEND="console=ttyS0 $IOMMU_APPEND panic=-1 quiet loglevel=${VM_LOGLEVEL:-4}"
-APPEND+=" mitigations=off tsc=reliable dpdkcni.hugepages=${VM_HUGEPAGES:-256} ${VM_APPEND:-}"
+APPEND+=" mitigations=off tsc=reliable dpdkcni.hugepages=${VM_HUGEPAGES:-256} $NUMA_APPEND ${VM_APPEND:-}"
 
 QEMU=(
     qemu-system-x86_64
     -accel tcg,thread=multi -cpu max
-    -m "${VM_MEM:-2048}" -smp "${VM_SMP:-2}"
+    -m "${VM_MEM:-2048}" -smp "${VM_SMP:-2}" "${NUMA[@]}"
     -machine q35,kernel-irqchip=split
     "${IOMMU_DEV[@]}"
-    # The SR-IOV NIC: an 82576 (igb) behind its own root port.  The user
-    # netdev is restricted: no traffic leaves the guest.
-    -device pcie-root-port,id=rp0,slot=0
-    -device igb,bus=rp0,netdev=n0
-    -netdev user,id=n0,restrict=on
-    "${NOACS_DEV[@]}" "${EXTRA_DEV[@]}"
+    "${NIC_FIRST[@]}" "${NOACS_DEV[@]}" "${EXTRA_DEV[@]}"
     # Host root, read-only (the guest adds a tmpfs overlay); and the run dir.
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
     -virtfs "local,path=$RUN_DIR/share,mount_tag=vmrun,security_model=none,readonly=on"
@@ -211,6 +249,8 @@ QEMU=(
     # garble the log).  QEMU warns about the fw_cfg name; the warning is
     # filtered below.
     -fw_cfg name=etc/sercon-port,string=0
+    -pidfile "$RUN_DIR/qemu.pid"
+    "${NIC_LAST[@]}"
 )
 
 if [ "$VM_NOACS_PF" = 1 ]; then say "extra: PF2 (igb) behind root port rp1 with ACS off (one IOMMU group for PF2 and its VFs)"; fi
@@ -218,13 +258,46 @@ say "booting kernel $VM_KVER; scenario: $SCENARIO $*; timeout ${VM_TIMEOUT}s"
 T0=$(date +%s.%N)
 # Console to stdout and to the log, CRs stripped.  timeout(1) kills QEMU when
 # the guest hangs; its 124 status tells us so.
+# The stall watch: RCU reports a stall after 21 s and again every 63 s with
+# the grace period's age in jiffies (t=...); from 20000 on, it is not coming
+# back.
+watch_stall() {
+    local pid
+    while sleep 5; do
+        pid=$(cat "$RUN_DIR/qemu.pid" 2>/dev/null) || continue
+        kill -0 "$pid" 2>/dev/null || return 0
+        if grep -aqE 'rcu: .*detected by [0-9]+, t=([2-9][0-9]{4}|[0-9]{6,}) jiffies' "$LOG"; then
+            touch "$RUN_DIR/stalled"
+            kill "$pid"
+            return 0
+        fi
+    done
+}
+: > "$LOG"
+watch_stall &
+WATCH_PID=$!
 set +e
 timeout --kill-after=10 "$VM_TIMEOUT" "${QEMU[@]}" </dev/null 2>&1 |
     sed -u -e 's/\r$//' -e '/fw_cfg item names should be prefixed/d' | tee "$LOG"
 QEMU_RC=${PIPESTATUS[0]}
 set -e
+kill "$WATCH_PID" 2>/dev/null || true
+wait "$WATCH_PID" 2>/dev/null || true
 ELAPSED=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 [ -n "${VM_LOG:-}" ] && cp "$LOG" "$VM_LOG"
+
+# On failure, the last lines printed say what failed: a CI log is often read
+# from its tail.  bats reports a test when it ends, so after a timeout the
+# test that hung is the one after the last reported.
+summary() {
+    {
+        echo "[vm-run] summary of $(basename "$SCENARIO"): $1"
+        echo "[vm-run] tests reported: $(grep -aEc '^ok [0-9]+ ' "$LOG") ok, $(grep -aEc '^not ok [0-9]+ ' "$LOG") not ok; the last ones:"
+        grep -aE '^(not )?ok [0-9]+ ' "$LOG" | tail -n 6 | cut -c1-200 | sed 's/^/    /'
+        echo "[vm-run] the console's last lines:"
+        grep -avE '^(not )?ok [0-9]+ ' "$LOG" | tail -n 8 | cut -c1-200 | sed 's/^/    /'
+    } | tee ${VM_SUMMARY:+"$VM_SUMMARY"} >&2
+}
 
 RC=$(grep -a -o "^$EXIT_MARKER=[0-9]*" "$LOG" | tail -n1 | cut -d= -f2 || true)
 if [ -n "$RC" ]; then
@@ -232,11 +305,18 @@ if [ -n "$RC" ]; then
     if [ "$RC" = 0 ]; then
         say "scenario PASSED ($(basename "$SCENARIO"), ${ELAPSED}s)"
     else
+        summary "exit status $RC after ${ELAPSED}s"
         say "scenario FAILED with exit status $RC ($(basename "$SCENARIO"), ${ELAPSED}s)"
     fi
     exit "$RC"
 fi
+if [ -e "$RUN_DIR/stalled" ]; then
+    summary "a vCPU stalled"
+    say "FAILURE: a vCPU of the guest stalled (RCU stall past 80 s, see the rcu lines): VM killed after ${ELAPSED}s"
+    exit 123
+fi
 if [ "$QEMU_RC" = 124 ] || [ "$QEMU_RC" = 137 ]; then
+    summary "timed out after ${VM_TIMEOUT}s"
     say "FAILURE: VM timed out after ${VM_TIMEOUT}s (VM_TIMEOUT) without finishing the scenario"
     exit 124
 fi
@@ -247,4 +327,6 @@ elif grep -aq 'Kernel panic' "$LOG"; then
 else
     say "FAILURE: guest died without reporting an exit status (QEMU exit status $QEMU_RC)"
 fi
+summary "no exit status from the guest"
+
 exit 125
