@@ -18,7 +18,8 @@
 # K8S_VM_MEM (MiB, default 2560: no more than 2815, see VM_MEM in
 # tests/vm/run.sh), K8S_VM_SMP (CPUs, default 4: three testpmd pods of one CPU
 # each and the DaemonSet), K8S_VM_HUGEPAGES (2 MiB pages, default 768: three
-# pods of 512 MiB).
+# pods of 512 MiB), K8S_VM_NUMA (default 1: two NUMA nodes, the igb and every
+# hugepage on node 1, see VM_NUMA in tests/vm/run.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,28 +33,7 @@ eval "$("$HERE/components.sh")"
 export K8S_IMAGES=$REPO/target/k8s/images
 "$HERE/images.sh" "$K8S_IMAGES"
 
-CP=$(mktemp -d /tmp/dpdk-cni-k8s.XXXXXX)
-trap '"$HERE/control-plane.sh" stop "$CP" >&2 || true' EXIT
-trap 'exit 130' INT TERM
-eval "$("$HERE/control-plane.sh" start "$CP")"
-export K8S_CP_DIR K8S_APISERVER_PORT
-
-# The guest's kubeconfigs: the same identities, the server at the guestfwd
-# address.
-mkdir -p "$CP/guest"
-for k in admin node; do
-    cp "$CP/$k.kubeconfig" "$CP/guest/$k.kubeconfig"
-    env -u KUBECONFIG "$K8S_KUBECTL" --kubeconfig "$CP/guest/$k.kubeconfig" config set-cluster test \
-        --server "https://10.0.2.100:$K8S_APISERVER_PORT" >/dev/null
-done
-# One socat per guest connection (a chardev target would carry one stream only).
-cat > "$CP/guestfwd.sh" <<EOF
-#!/bin/sh
-exec socat STDIO TCP:127.0.0.1:$K8S_APISERVER_PORT
-EOF
-chmod 755 "$CP/guestfwd.sh"
 command -v socat >/dev/null || die "socat is missing (make deps installs it)"
-
 export K8S_KUBELET K8S_CONTAINERD K8S_CONTAINERD_SHIM_RUNC_V2 K8S_CTR K8S_KUBECTL
 VM_ENV="K8S_CP_DIR K8S_APISERVER_PORT K8S_KUBELET K8S_CONTAINERD K8S_CONTAINERD_SHIM_RUNC_V2 K8S_CTR K8S_KUBECTL K8S_IMAGES"
 # The scenarios, in one boot: the device plugin's, then DRA's. The guest
@@ -63,14 +43,66 @@ n=${#scenarios[@]}
 first=$REPO/tests/vm/scenarios/${scenarios[n-1]}.bats
 rest=()
 for s in "${scenarios[@]:0:n-1}"; do rest+=("$REPO/tests/vm/scenarios/$s.bats"); done
-say "control plane up after $(( $(date +%s) - T0 ))s; booting the node"
-rc=0
-VM_ENV=$VM_ENV VM_BINDS=$CP \
-VM_EXTRA_DEVICES="-device virtio-net-pci,netdev=k8s -netdev user,id=k8s,restrict=on,guestfwd=tcp:10.0.2.100:$K8S_APISERVER_PORT-cmd:$CP/guestfwd.sh" \
-VM_MEM=${K8S_VM_MEM:-2560} VM_SMP=${K8S_VM_SMP:-4} VM_HUGEPAGES=${K8S_VM_HUGEPAGES:-768} VM_TIMEOUT=${K8S_VM_TIMEOUT:-1500} \
-    "$REPO/tests/vm/run.sh" "$first" "$@" "${rest[@]}" || rc=$?
-if [ "$rc" != 0 ]; then
-    for l in "$CP"/logs/*.log; do say "--- $l (last lines)"; tail -n 15 "$l" >&2; done
+
+CP=""
+# After a failure the summary is the last thing printed (stop quietly).
+# (Not `> /dev/stderr`: where stderr is a file, that would truncate it.)
+STOP_QUIET=0
+stop_cp() {
+    [ -n "$CP" ] || return 0
+    if [ "$STOP_QUIET" = 1 ]; then
+        "$HERE/control-plane.sh" stop "$CP" > /dev/null 2>&1 || true
+    else
+        "$HERE/control-plane.sh" stop "$CP" >&2 || true
+    fi
+    CP=""
+}
+trap stop_cp EXIT
+trap 'exit 130' INT TERM
+
+# attempt: a fresh control plane, the node booted in the guest, the scenarios.
+attempt() {
+    CP=$(mktemp -d /tmp/dpdk-cni-k8s.XXXXXX)
+    eval "$("$HERE/control-plane.sh" start "$CP")"
+    export K8S_CP_DIR K8S_APISERVER_PORT
+    # The guest's kubeconfigs: the same identities, the server at the
+    # guestfwd address.
+    mkdir -p "$CP/guest"
+    local k
+    for k in admin node; do
+        cp "$CP/$k.kubeconfig" "$CP/guest/$k.kubeconfig"
+        env -u KUBECONFIG "$K8S_KUBECTL" --kubeconfig "$CP/guest/$k.kubeconfig" config set-cluster test \
+            --server "https://10.0.2.100:$K8S_APISERVER_PORT" >/dev/null
+    done
+    # One socat per guest connection (a chardev target would carry one stream only).
+    printf '#!/bin/sh\nexec socat STDIO TCP:127.0.0.1:%s\n' "$K8S_APISERVER_PORT" > "$CP/guestfwd.sh"
+    chmod 755 "$CP/guestfwd.sh"
+    say "control plane up after $(( $(date +%s) - T0 ))s; booting the node"
+    rc=0
+    VM_ENV=$VM_ENV VM_BINDS=$CP VM_SUMMARY=$CP/summary \
+    VM_EXTRA_DEVICES="-device virtio-net-pci,netdev=k8s -netdev user,id=k8s,restrict=on,guestfwd=tcp:10.0.2.100:$K8S_APISERVER_PORT-cmd:$CP/guestfwd.sh" \
+    VM_NUMA=${K8S_VM_NUMA:-1} VM_MEM=${K8S_VM_MEM:-2560} VM_SMP=${K8S_VM_SMP:-4} VM_HUGEPAGES=${K8S_VM_HUGEPAGES:-768} VM_TIMEOUT=${K8S_VM_TIMEOUT:-1500} \
+        "$REPO/tests/vm/run.sh" "$first" "$@" "${rest[@]}" || rc=$?
+    if [ "$rc" != 0 ]; then
+        local l
+        for l in "$CP"/logs/*.log; do
+            say "--- $l (last lines)"
+            grep -av 'missing content for CA bundle' "$l" | tail -n 10 | cut -c1-300 >&2
+        done
+        [ -f "$CP/summary" ] && cat "$CP/summary" >&2
+    fi
+}
+
+attempt "$@"
+# A vCPU of the emulated guest that stalls for good (tests/vm/run.sh's exit
+# status 123) is the emulator's, not the code's under test: once per run,
+# the tier starts over on a fresh control plane and a fresh boot, and says so.
+if [ "$rc" = 123 ]; then
+    say "the guest's vCPU stalled (above); starting the tier over once"
+    STOP_QUIET=1 stop_cp
+    attempt "$@"
+    [ "$rc" = 0 ] && say "passed on the second boot (the first stalled)"
 fi
+[ "$rc" = 0 ] || STOP_QUIET=1
 say "done in $(( $(date +%s) - T0 ))s (exit $rc)"
 exit "$rc"

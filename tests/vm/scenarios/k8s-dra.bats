@@ -81,11 +81,16 @@ pod_claim_device() {
         jq -r --arg d "$DRIVER" '.status.allocation.devices.results[] | select(.driver == $d) | .device' |
         sed -E 's/^pci-([0-9a-f]{4})-([0-9a-f]{2})-([0-9a-f]{2})-([0-7])$/\1:\2:\3.\4/'
 }
-# dra_pod NAME [TEMPLATE] [ARGS_JSON]: the DRA testpmd pod under another name.
-dra_pod() {
+# dra_hold_pod NAME [TEMPLATE]: the same pod holding its claim with `sleep`
+# instead of testpmd (CDI's devices still reach it): a testpmd busy-polls a
+# whole vCPU of this emulated guest, and these pods only need the VF.  sleep
+# as PID 1 ignores SIGTERM: a grace period of 1 s keeps deletes short.
+dra_hold_pod() {
     kc create --dry-run=client -o json -f "$MANIFESTS/dra/testpmd-pod.yaml" |
-        jq --arg n "$1" --arg t "${2:-dpdk-vf}" --argjson a "${3:-[\"--forward-mode=txonly\", \"--stats-period\", \"5\"]}" \
-            '.metadata.name = $n | .spec.resourceClaims[0].resourceClaimTemplateName = $t | .spec.containers[0].args = $a' |
+        jq --arg n "$1" --arg t "${2:-dpdk-vf}" \
+            '.metadata.name = $n | .spec.resourceClaims[0].resourceClaimTemplateName = $t |
+             .spec.terminationGracePeriodSeconds = 1 |
+             .spec.containers[0].command = ["sleep", "3600"] | .spec.containers[0].args = []' |
         kc apply -f -
 }
 unschedulable() {
@@ -148,13 +153,20 @@ sandbox_started_at() {
     kc apply -f "$MANIFESTS/dra/claim-templates.yaml"
     t0=$(k8s_now)
     kc apply -f "$MANIFESTS/dra/testpmd-pod.yaml"
-    k8s_wait "pod dpdk-testpmd-dra Running" 300 k8s_pod_running dpdk-testpmd-dra
+    k8s_wait "pod dpdk-testpmd-dra Running" 180 k8s_pod_running dpdk-testpmd-dra
     tap_note "DRA testpmd pod created -> Running in $(k8s_since "$t0")s"
-    k8s_wait "dpdk-testpmd-dra transmitting" 240 k8s_pod_stat_positive dpdk-testpmd-dra TX-packets
+    k8s_wait "dpdk-testpmd-dra transmitting" 120 k8s_pod_stat_positive dpdk-testpmd-dra TX-packets
     bdf=$(pod_claim_device dpdk-testpmd-dra)
     [ -n "$bdf" ] || fail "the pod's claim has no device of $DRIVER"
     # dpdk-discover found exactly the claimed VF in what CDI injected.
     assert_eq "$bdf" "$(k8s_pod_vf dpdk-testpmd-dra)" "the VF in dpdk-discover's EAL arguments"
+    # The VF's NUMA node (1 in this guest) has the memory and the lcores:
+    # testpmd then builds no mbuf pool on a node without hugepages.
+    local node eal
+    node=$(< "/sys/bus/pci/devices/$bdf/numa_node")
+    eal=$(k8s_pod_log dpdk-testpmd-dra | grep -a 'dpdk-discover: eal-args:' | tail -n1)
+    assert_match "$eal" "-l $(< "/sys/devices/system/node/node$node/cpulist") " "lcores of the pod (node $node's CPUs)"
+    assert_match "$eal" "--socket-mem 0,256 " "memory of the pod (node $node only)"
     k8s_pod_log dpdk-testpmd-dra | grep -a 'dpdk-discover:' | head -n 5
     i=$(vf_index "$bdf")
     assert_eq vfio-pci "$(pci_driver "$bdf")" "driver of the claimed VF"
@@ -198,7 +210,7 @@ sandbox_started_at() {
     k8s_wait "dpdk-testpmd-dra still transmitting" 60 k8s_pod_stat_more dpdk-testpmd-dra TX-packets "$tx"
     # Deleting the pod gives the VF back as it was.
     t0=$(k8s_now)
-    kc delete pod dpdk-testpmd-dra --wait=true --timeout=300s
+    kc delete pod dpdk-testpmd-dra --wait=true --timeout=180s
     k8s_wait "VF $bdf back on $VF_DRIVER" 120 _driver_is "$bdf" "$VF_DRIVER"
     wait_for 10 "netdev of $bdf" _vf_has_netdev "$bdf"
     tap_note "DRA pod deleted, VF back on $VF_DRIVER in $(k8s_since "$t0")s"
@@ -218,20 +230,18 @@ sandbox_started_at() {
     cni_add nad-pod net1 "$(netconf "$held")"
     assert_cni_ok "a NAD's ADD of VF 2"
     k8s_wait "VF 2 out of the slice" 60 slice_lacks "$held"
-    # One after the other: two testpmd starting at once stalled a vCPU of
-    # this emulated guest for good once (QEMU logged "vtd_mem_write: MMIO
-    # over range" from its VT-d model just before).
-    dra_pod dra-a
-    k8s_wait "pod dra-a Running" 300 k8s_pod_running dra-a
-    dra_pod dra-b
-    k8s_wait "pod dra-b Running" 300 k8s_pod_running dra-b
+    # Both at once: the kubelet prepares their claims side by side.
+    dra_hold_pod dra-a
+    dra_hold_pod dra-b
+    k8s_wait "pod dra-a Running" 180 k8s_pod_running dra-a
+    k8s_wait "pod dra-b Running" 180 k8s_pod_running dra-b
     a=$(pod_claim_device dra-a); b=$(pod_claim_device dra-b)
     assert_ne "$a" "$b" "the two pods' VFs"
     for i in "$a" "$b"; do
         assert_ne "$held" "$i" "a claimed VF"
         assert_eq vfio-pci "$(pci_driver "$i")" "driver of claimed $i"
     done
-    dra_pod dra-c
+    dra_hold_pod dra-c
     k8s_wait "dra-c Unschedulable" 120 unschedulable dra-c
     tap_note "dra-c: $(kc get pod dra-c -o json | jq -r '.status.conditions[] | select(.type == "PodScheduled") | .message')"
     assert_ne Running "$(k8s_pod_phase dra-c)" "dra-c's phase"
@@ -240,9 +250,9 @@ sandbox_started_at() {
     assert_cni_ok "DEL of the NAD's attachment"
     cp "$BATS_TEST_TMPDIR/node.json" /etc/dpdk-cni/node.json
     k8s_wait "VF 2 back in the slice" 60 slice_has "$held"
-    k8s_wait "pod dra-c Running" 300 k8s_pod_running dra-c
+    k8s_wait "pod dra-c Running" 180 k8s_pod_running dra-c
     assert_eq "$held" "$(pod_claim_device dra-c)" "dra-c's VF"
-    kc delete pod dra-a dra-b dra-c --wait=true --timeout=300s
+    kc delete pod dra-a dra-b dra-c --wait=true --timeout=180s
     for ((i = 0; i < NUM_VFS; i++)); do
         k8s_wait "VF $i back on $VF_DRIVER" 60 _driver_is "$(vf_bdf "$i")" "$VF_DRIVER"
     done
@@ -250,36 +260,55 @@ sandbox_started_at() {
 }
 
 @test "DRA: a CEL selector on numaNode picks only the devices on that NUMA node" {
-    local want="" i n bdf
+    local node i bdf other
+    # The tier's guest (VM_NUMA=1) has its igb on NUMA node 1.
+    node=$(< "/sys/bus/pci/devices/$(vf_bdf 0)/numa_node")
+    [ "$node" -ge 0 ] || fail "the VFs have no NUMA node: the tier boots the guest with VM_NUMA=1"
     for ((i = 0; i < NUM_VFS; i++)); do
-        n=$(< "/sys/bus/pci/devices/$(vf_bdf "$i")/numa_node")
-        [ "$n" = 0 ] && want+=" $(vf_bdf "$i")"
+        assert_eq "$node" "$(< "/sys/bus/pci/devices/$(vf_bdf "$i")/numa_node")" "NUMA node of VF $i"
     done
-    dra_pod dra-numa0 dpdk-vf-numa0
-    if [ -z "$want" ]; then
-        # No VF on NUMA node 0: the claim cannot be satisfied.
-        k8s_wait "dra-numa0 Unschedulable" 120 unschedulable dra-numa0
-        tap_note "no VF on NUMA node 0: $(kc get pod dra-numa0 -o json | jq -r '.status.conditions[] | select(.type == "PodScheduled") | .message')"
-    else
-        k8s_wait "pod dra-numa0 Running" 300 k8s_pod_running dra-numa0
-        bdf=$(pod_claim_device dra-numa0)
-        [[ " $want " == *" $bdf "* ]] || fail "dra-numa0 got $bdf, not one of the VFs on NUMA node 0:$want"
-    fi
-    kc delete pod dra-numa0 --wait=true --timeout=300s
+    other=$(( node == 0 ? 1 : 0 ))
+    # claim-templates.yaml's dpdk-vf-numa0, its node changed, under another name.
+    numa_template() {
+        kc get resourceclaimtemplate dpdk-vf-numa0 -o json |
+            jq --arg n "dpdk-vf-numa$1" --argjson node "$1" \
+                'del(.metadata.uid, .metadata.resourceVersion, .metadata.creationTimestamp, .metadata.managedFields) |
+                 .metadata.name = $n |
+                 .spec.spec.devices.requests[0].exactly.selectors[0].cel.expression |= sub("== 0$"; "== \($node)")' |
+            kc apply -f -
+    }
+    [ "$other" = 0 ] || numa_template "$other"
+    [ "$node" = 0 ] || numa_template "$node"
+    kc get resourceclaimtemplate "dpdk-vf-numa$node" -o jsonpath='{.spec.spec.devices.requests[0].exactly.selectors[0].cel.expression}' |
+        grep -q "numaNode == $node" || fail "the template for node $node does not select it"
+    # Node $other has no VF: that claim cannot be allocated.
+    dra_hold_pod "dra-numa$other" "dpdk-vf-numa$other"
+    k8s_wait "dra-numa$other Unschedulable" 120 unschedulable "dra-numa$other"
+    tap_note "node $other: $(kc get pod "dra-numa$other" -o json | jq -r '.status.conditions[] | select(.type == "PodScheduled") | .message')"
+    # Node $node has them all: the pod runs with one.
+    dra_hold_pod "dra-numa$node" "dpdk-vf-numa$node"
+    k8s_wait "pod dra-numa$node Running" 180 k8s_pod_running "dra-numa$node"
+    bdf=$(pod_claim_device "dra-numa$node")
+    [ -n "$bdf" ] || fail "dra-numa$node has no device"
+    assert_eq "$node" "$(< "/sys/bus/pci/devices/$bdf/numa_node")" "NUMA node of dra-numa$node's VF $bdf"
+    assert_eq vfio-pci "$(pci_driver "$bdf")" "driver of $bdf"
+    k8s_pod_running "dra-numa$other" && fail "dra-numa$other runs without a VF on node $other"
+    kc delete pod "dra-numa$other" "dra-numa$node" --wait=true --timeout=180s
+    k8s_wait "VF $bdf back on $VF_DRIVER" 120 _driver_is "$bdf" "$VF_DRIVER"
 }
 
 @test "DRA: kill -9 of the driver while a claim is prepared; the restarted driver unprepares it when the pod goes" {
     local bdf pid i before
-    dra_pod dra-k
-    k8s_wait "pod dra-k Running" 300 k8s_pod_running dra-k
+    dra_hold_pod dra-k
+    k8s_wait "pod dra-k Running" 180 k8s_pod_running dra-k
     bdf=$(pod_claim_device dra-k)
     assert_eq vfio-pci "$(pci_driver "$bdf")" "driver of claimed $bdf"
     pid=$(pgrep -f 'dpdk-cni-node dra' | head -n1)
     [ -n "$pid" ] || fail "no dpdk-cni-node dra process"
     kill -9 "$pid"
     k8s_wait "the driver running again" 120 pgrep -f 'dpdk-cni-node dra'
-    kc -n kube-system rollout status daemonset/dpdk-cni-dra --timeout=300s
-    kc delete pod dra-k --wait=true --timeout=300s
+    kc -n kube-system rollout status daemonset/dpdk-cni-dra --timeout=180s
+    kc delete pod dra-k --wait=true --timeout=180s
     k8s_wait "VF $bdf back on $VF_DRIVER" 120 _driver_is "$bdf" "$VF_DRIVER"
     assert_eq "" "$(ledger_files)" "ledger files after the pod"
     for ((i = 0; i < NUM_VFS; i++)); do

@@ -117,9 +117,9 @@ annotated() { kc get node "$K8S_NODE" -o json | jq -e '.metadata.annotations["dp
     local t0 bdf
     t0=$(k8s_now)
     kc apply -f "$MANIFESTS/testpmd-pod.yaml"
-    k8s_wait "pod dpdk-testpmd Running" 300 k8s_pod_running dpdk-testpmd
+    k8s_wait "pod dpdk-testpmd Running" 180 k8s_pod_running dpdk-testpmd
     tap_note "testpmd pod created -> Running in $(k8s_since "$t0")s"
-    k8s_wait "dpdk-testpmd transmitting" 240 k8s_pod_stat_positive dpdk-testpmd TX-packets
+    k8s_wait "dpdk-testpmd transmitting" 120 k8s_pod_stat_positive dpdk-testpmd TX-packets
     k8s_pod_log dpdk-testpmd | grep -a 'dpdk-discover:'
     bdf=$(k8s_pod_vf dpdk-testpmd)
     [ -n "$bdf" ] || fail "no -a <PCI address> in dpdk-discover's EAL arguments"
@@ -131,21 +131,21 @@ annotated() { kc get node "$K8S_NODE" -o json | jq -e '.metadata.annotations["dp
     assert_gt "$(k8s_pod_stat dpdk-testpmd TX-packets)" 0 "TX-packets of the pod"
     # Its VF goes back to the pool with the pod.
     t0=$(k8s_now)
-    kc delete pod dpdk-testpmd --wait=true --timeout=300s
+    kc delete pod dpdk-testpmd --wait=true --timeout=180s
     tap_note "testpmd pod deleted in $(k8s_since "$t0")s"
 }
 
 @test "a second pod on another VF receives the first pod's frames through the VF switch" {
     local rx_vf rx_mac tx_vf
     k8s_testpmd_pod testpmd-rx '["--forward-mode=rxonly", "--stats-period", "5"]'
-    k8s_wait "pod testpmd-rx Running" 300 k8s_pod_running testpmd-rx
-    k8s_wait "testpmd-rx forwarding" 240 k8s_pod_log_has testpmd-rx 'Port statistics'
+    k8s_wait "pod testpmd-rx Running" 180 k8s_pod_running testpmd-rx
+    k8s_wait "testpmd-rx forwarding" 120 k8s_pod_log_has testpmd-rx 'Port statistics'
     rx_vf=$(k8s_pod_vf testpmd-rx)
     [ -n "$rx_vf" ] || fail "testpmd-rx: no VF in its EAL arguments"
     rx_mac=$(vf_mac "$(vf_index "$rx_vf")")
     k8s_testpmd_pod testpmd-tx "[\"--forward-mode=txonly\", \"--eth-peer=0,$rx_mac\", \"--stats-period\", \"5\"]"
-    k8s_wait "pod testpmd-tx Running" 300 k8s_pod_running testpmd-tx
-    k8s_wait "testpmd-rx receiving" 240 k8s_pod_stat_positive testpmd-rx RX-packets
+    k8s_wait "pod testpmd-tx Running" 180 k8s_pod_running testpmd-tx
+    k8s_wait "testpmd-rx receiving" 120 k8s_pod_stat_positive testpmd-rx RX-packets
     tx_vf=$(k8s_pod_vf testpmd-tx)
     assert_ne "$rx_vf" "$tx_vf" "the sender's VF"
     tap_note "testpmd-rx ($rx_vf) received $(k8s_pod_stat testpmd-rx RX-packets) frames from testpmd-tx ($tx_vf)"
@@ -165,7 +165,7 @@ annotated() { kc get node "$K8S_NODE" -o json | jq -e '.metadata.annotations["dp
     k8s_wait "the plugin registered again" 240 registered_more_than "$regs"
     tap_note "daemon killed, kubelet restarted: plugin registered again after $(k8s_since "$t0")s"
     k8s_wait "$RESOURCE back in allocatable" 120 allocatable_is "$NUM_VFS"
-    kc -n kube-system rollout status daemonset/dpdk-cni-node --timeout=300s
+    kc -n kube-system rollout status daemonset/dpdk-cni-node --timeout=180s
     # The pods that held VFs still do, and still run.
     local p
     for p in testpmd-rx testpmd-tx; do
@@ -173,8 +173,8 @@ annotated() { kc get node "$K8S_NODE" -o json | jq -e '.metadata.annotations["dp
     done
     # One VF is left: a new pod gets exactly it; one more finds none.
     k8s_testpmd_pod testpmd-new '["--forward-mode=txonly", "--stats-period", "5"]'
-    k8s_wait "pod testpmd-new Running" 300 k8s_pod_running testpmd-new
-    k8s_wait "testpmd-new transmitting" 240 k8s_pod_stat_positive testpmd-new TX-packets
+    k8s_wait "pod testpmd-new Running" 180 k8s_pod_running testpmd-new
+    k8s_wait "testpmd-new transmitting" 120 k8s_pod_stat_positive testpmd-new TX-packets
     new_vf=$(k8s_pod_vf testpmd-new)
     for p in "$RX_VF" "$TX_VF"; do assert_ne "$p" "$new_vf" "testpmd-new's VF"; done
     k8s_testpmd_pod testpmd-none '["--forward-mode=txonly"]'
@@ -185,11 +185,11 @@ annotated() { kc get node "$K8S_NODE" -o json | jq -e '.metadata.annotations["dp
 @test "deleting the pods gives every VF back: a pod waiting for one starts" {
     local t0
     t0=$(k8s_now)
-    kc delete pod testpmd-rx testpmd-tx testpmd-new --wait=true --timeout=300s
+    kc delete pod testpmd-rx testpmd-tx testpmd-new --wait=true --timeout=180s
     tap_note "3 pods deleted in $(k8s_since "$t0")s"
     # The pod that found no VF is scheduled now and runs.
-    k8s_wait "pod testpmd-none Running" 300 k8s_pod_running testpmd-none
-    kc delete pod testpmd-none --wait=true --timeout=300s
+    k8s_wait "pod testpmd-none Running" 180 k8s_pod_running testpmd-none
+    kc delete pod testpmd-none --wait=true --timeout=180s
     # Every VF is where the node put it: on vfio-pci, with the MAC set through the PF.
     local i
     for ((i = 0; i < NUM_VFS; i++)); do
