@@ -37,7 +37,8 @@
 #   VM_TIMEOUT        seconds before the VM is killed (default 300)
 #   VM_ENV            names of host variables to export into the scenario
 #                     (space separated), e.g. VM_ENV="RUST_LOG CNI_BIN"
-#   VM_HUGEPAGES      2 MiB hugepages reserved at boot (default 256)
+#   VM_HUGEPAGES      2 MiB hugepages reserved at boot (default: N of the
+#                     scenario's line "# vm: hugepages=N", else 256)
 #   VM_MEM / VM_SMP   guest RAM in MiB (default 2048) / CPUs (default 2).
 #                     Keep VM_MEM under 2816: from there on q35 puts RAM
 #                     above 4 GiB, and QEMU's igb then leaves a VF driven by
@@ -78,7 +79,8 @@
 #                     the igb sits behind a PCIe expander bridge (pxb-pcie)
 #                     of node 1, so the PF is 0000:41:00.0 and it and its
 #                     VFs report numa_node 1; hugepages are all reserved on
-#                     node 1.  VM_SMP must be even.
+#                     node 1.  VM_SMP must be even.  Default: 1 when the
+#                     scenario has a line "# vm: numa", else 0.
 #   VM_BINDS          host directories (space separated) under the tmpfs
 #                     mounts (/tmp, /run, ...) that the guest needs: bound
 #                     back read-only from the host root, like a repo
@@ -188,11 +190,18 @@ EXTRA_DEV=(${VM_EXTRA_DEVICES:-})
 # hangs off an expander bridge of NUMA node 1, given last on the command line
 # (QEMU puts devices without a bus on the last PCIe bus it knows of, and the
 # 9p shares must stay on the root bus); else it comes first, so it is bus 1.
+if [ -z "${VM_HUGEPAGES:-}" ]; then
+    VM_HUGEPAGES=$(sed -n 's/^# vm: hugepages=\([0-9][0-9]*\)$/\1/p' "$SCENARIO" | head -n1)
+fi
 NUMA=()
 NUMA_APPEND=""
+if [ -z "${VM_NUMA:-}" ]; then
+    VM_NUMA=0
+    if grep -qx '# vm: numa' "$SCENARIO"; then VM_NUMA=1; fi
+fi
 NIC_FIRST=()
 NIC_LAST=()
-if [ "${VM_NUMA:-0}" = 1 ]; then
+if [ "$VM_NUMA" = 1 ]; then
     smp=${VM_SMP:-2}
     mem1=${VM_NUMA1_MEM:-1792}
     mem0=$(( ${VM_MEM:-2048} - mem1 ))

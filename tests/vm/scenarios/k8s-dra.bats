@@ -14,6 +14,12 @@
 #   a CEL selector on numaNode picks only devices on that node;
 #   kill -9 of the driver while a claim is prepared: the kubelet's Unprepare
 #   reaches the restarted driver and the VF comes back.
+# The guest has two NUMA nodes, the NIC and the hugepages on node 1 (the
+# line below; VM_NUMA in tests/vm/run.sh).
+# vm: numa
+# One testpmd pod of 512 MiB of hugepages at a time (the pods that only hold
+# a claim ask for none), so node 1 keeps memory of its own:
+# vm: hugepages=512
 # Needs tests/k8s/run.sh (make k8s-test).  Run: tests/k8s/run.sh [-f REGEX]
 
 load helpers
@@ -84,12 +90,16 @@ pod_claim_device() {
 # dra_hold_pod NAME [TEMPLATE]: the same pod holding its claim with `sleep`
 # instead of testpmd (CDI's devices still reach it): a testpmd busy-polls a
 # whole vCPU of this emulated guest, and these pods only need the VF.  sleep
-# as PID 1 ignores SIGTERM: a grace period of 1 s keeps deletes short.
+# as PID 1 ignores SIGTERM: a grace period of 1 s keeps deletes short.  No
+# hugepages: sleep needs none.
 dra_hold_pod() {
     kc create --dry-run=client -o json -f "$MANIFESTS/dra/testpmd-pod.yaml" |
         jq --arg n "$1" --arg t "${2:-dpdk-vf}" \
             '.metadata.name = $n | .spec.resourceClaims[0].resourceClaimTemplateName = $t |
              .spec.terminationGracePeriodSeconds = 1 |
+             .spec.volumes = [] | .spec.containers[0].volumeMounts = [] |
+             .spec.containers[0].resources.requests |= del(.["hugepages-2Mi"]) |
+             .spec.containers[0].resources.limits |= del(.["hugepages-2Mi"]) |
              .spec.containers[0].command = ["sleep", "3600"] | .spec.containers[0].args = []' |
         kc apply -f -
 }

@@ -14,6 +14,8 @@
 #   kill -9 of the daemon's container and a kubelet restart while a pod holds
 #   a VF: the plugin registers again, a new pod gets a VF no other pod has;
 #   deleting the pods gives the VFs back to allocatable.
+# Three testpmd pods of 512 MiB of hugepages each:
+# vm: hugepages=768
 # Needs tests/k8s/run.sh (make k8s-test): it builds and passes everything.
 # Run:  tests/k8s/run.sh [-f REGEX]
 
