@@ -90,8 +90,9 @@ attempt() {
             say "--- $l (last lines)"
             grep -av 'missing content for CA bundle' "$l" | tail -n 10 | cut -c1-300 >&2
         done
-        [ -f "$CP/summary" ] && cat "$CP/summary" >&2
+        if [ -f "$CP/summary" ]; then cat "$CP/summary" >&2; fi
     fi
+    return 0
 }
 
 # A vCPU of the emulated guest that stalls for good (tests/vm/run.sh's exit
@@ -107,7 +108,7 @@ for s in "${scenarios[@]}"; do
         say "the guest's vCPU stalled (above); starting $s over once"
         STOP_QUIET=1 stop_cp
         attempt "$s" "$@"
-        [ "$rc" = 0 ] && say "$s passed on its second boot (the first stalled)"
+        if [ "$rc" = 0 ]; then say "$s passed on its second boot (the first stalled)"; fi
     fi
     STOP_QUIET=0
     [ "$rc" = 0 ] || { STOP_QUIET=1; final=$rc; }

@@ -302,10 +302,10 @@ summary() {
     {
         echo "[vm-run] summary of $(basename "$SCENARIO"): $1"
         echo "[vm-run] tests reported: $(grep -aEc '^ok [0-9]+ ' "$LOG") ok, $(grep -aEc '^not ok [0-9]+ ' "$LOG") not ok; the last ones:"
-        grep -aE '^(not )?ok [0-9]+ ' "$LOG" | tail -n 6 | cut -c1-200 | sed 's/^/    /'
+        { grep -aE '^(not )?ok [0-9]+ ' "$LOG" || true; } | tail -n 6 | cut -c1-200 | sed 's/^/    /'
         echo "[vm-run] the console's last lines:"
-        grep -avE '^(not )?ok [0-9]+ ' "$LOG" | tail -n 8 | cut -c1-200 | sed 's/^/    /'
-    } | tee ${VM_SUMMARY:+"$VM_SUMMARY"} >&2
+        { grep -avE '^(not )?ok [0-9]+ ' "$LOG" || true; } | tail -n 8 | cut -c1-200 | sed 's/^/    /'
+    } | tee ${VM_SUMMARY:+"$VM_SUMMARY"} >&2 || true
 }
 
 RC=$(grep -a -o "^$EXIT_MARKER=[0-9]*" "$LOG" | tail -n1 | cut -d= -f2 || true)
