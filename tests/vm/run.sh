@@ -165,13 +165,15 @@ fi
 } > "$RUN_DIR/share/cmd.sh"
 LOG=$RUN_DIR/console.log
 
+# marker WORD: the scenario has the line "# vm: WORD" (a default for a VM_* setting).
+marker() { grep -qx "# vm: $1" "$SCENARIO"; }
 if [ -z "${VM_NOACS_PF:-}" ]; then
     VM_NOACS_PF=0
-    if grep -qx '# vm: noacs-pf' "$SCENARIO"; then VM_NOACS_PF=1; fi
+    if marker noacs-pf; then VM_NOACS_PF=1; fi
 fi
 if [ -z "${VM_NOIOMMU:-}" ]; then
     VM_NOIOMMU=0
-    if grep -qx '# vm: noiommu' "$SCENARIO"; then VM_NOIOMMU=1; fi
+    if marker noiommu; then VM_NOIOMMU=1; fi
 fi
 if [ "$VM_NOIOMMU" = 1 ] && [ "$VM_NOACS_PF" = 1 ]; then
     say "VM_NOACS_PF=1 needs the IOMMU (its point is an IOMMU group), VM_NOIOMMU=1 turns it off: pick one"
@@ -185,20 +187,21 @@ fi
 # shellcheck disable=SC2206  # word splitting intended
 EXTRA_DEV=(${VM_EXTRA_DEVICES:-})
 
+if [ -z "${VM_HUGEPAGES:-}" ]; then
+    VM_HUGEPAGES=$(sed -n 's/^# vm: hugepages=\([0-9][0-9]*\)$/\1/p' "$SCENARIO" | head -n1)
+fi
+if [ -z "${VM_NUMA:-}" ]; then
+    VM_NUMA=0
+    if marker numa; then VM_NUMA=1; fi
+fi
+
 # The SR-IOV NIC: an 82576 (igb) behind its own root port.  The user netdev
 # is restricted: no traffic leaves the guest.  With VM_NUMA=1 the root port
 # hangs off an expander bridge of NUMA node 1, given last on the command line
 # (QEMU puts devices without a bus on the last PCIe bus it knows of, and the
 # 9p shares must stay on the root bus); else it comes first, so it is bus 1.
-if [ -z "${VM_HUGEPAGES:-}" ]; then
-    VM_HUGEPAGES=$(sed -n 's/^# vm: hugepages=\([0-9][0-9]*\)$/\1/p' "$SCENARIO" | head -n1)
-fi
 NUMA=()
 NUMA_APPEND=""
-if [ -z "${VM_NUMA:-}" ]; then
-    VM_NUMA=0
-    if grep -qx '# vm: numa' "$SCENARIO"; then VM_NUMA=1; fi
-fi
 NIC_FIRST=()
 NIC_LAST=()
 if [ "$VM_NUMA" = 1 ]; then
