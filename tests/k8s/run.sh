@@ -96,15 +96,16 @@ attempt() {
     return 0
 }
 
-# A vCPU of the emulated guest that stalls for good (tests/vm/run.sh's exit
-# status 123) is the emulator's, not the code's under test: each scenario
+# An emulated guest that stalls for good (tests/vm/run.sh's exit status 123:
+# a vCPU stalled, or the boot never reached the scenario) is the emulator's,
+# not the code's under test: each scenario
 # starts over once on a fresh control plane and a fresh boot, and the output
 # says so.
 final=0
 for s in "${scenarios[@]}"; do
     attempt "$s" "$@"
     if [ "$rc" = 123 ]; then
-        say "the guest's vCPU stalled (above); starting $s over once"
+        say "the guest stalled (above); starting $s over once"
         STOP_QUIET=1 stop_cp
         attempt "$s" "$@"
         if [ "$rc" = 0 ]; then say "$s passed on its second boot (the first stalled)"; fi

@@ -71,6 +71,7 @@ if [ "${1:-}" = stage2 ]; then
     # The scenario runs as a child of PID 1 (so PID 1 survives it and can
     # report its status).  cmd.sh was written by run.sh; it cd's to the host
     # working directory and execs the scenario with its arguments.
+    echo "vm-init: scenario starts after $($BB cut -d' ' -f1 /proc/uptime)s"
     /bin/bash /run/vm/host/cmd.sh </dev/null
     rc=$?
     echo "$EXIT_MARKER=$rc"
@@ -83,6 +84,8 @@ $BB mount -t proc proc /proc
 $BB mount -t sysfs sysfs /sys
 $BB mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
+# Progress on the console (run.sh's boot watch waits for the last one).
+echo "vm-init: kernel up after $($BB cut -d' ' -f1 /proc/uptime)s"
 
 kver=$($BB uname -r)
 

@@ -24,17 +24,23 @@
 # scenarios/all.sh), read from the line
 # "DPDK_CNI_VM_EXIT=<rc>" that the guest's init prints on the console; or
 #   124  the VM ran longer than VM_TIMEOUT seconds (killed)
-#   123  a vCPU of the guest stalled for good (the kernel's RCU stall report
-#        for one grace period reached 20000 jiffies, 80 s): the VM is killed
-#        then, not left to run into VM_TIMEOUT.  Seen under QEMU's TCG with
-#        more vCPUs than host cores: an idle vCPU stops getting its timer
-#        interrupts and every cross-CPU call in the guest waits on it.
+#   123  the emulated guest stalled for good, and the VM was killed then
+#        rather than left to run into VM_TIMEOUT: a vCPU stalled (the
+#        kernel's RCU stall report for one grace period reached 20000
+#        jiffies, 80 s; seen under QEMU's TCG with more vCPUs than host
+#        cores: an idle vCPU stops getting its timer interrupts and every
+#        cross-CPU call in the guest waits on it), or the guest's init did
+#        not start the scenario within VM_BOOT_TIMEOUT (seen once on a CI
+#        machine: the console stayed empty for 1000 s, no kernel report).
 #   125  the guest died (kernel panic, init failure, QEMU error) without
 #        reporting an exit status
 #   2    usage error
 #
 # Environment:
 #   VM_TIMEOUT        seconds before the VM is killed (default 300)
+#   VM_BOOT_TIMEOUT   seconds from QEMU's start to the guest init's
+#                     "vm-init: scenario starts" line before the VM is killed
+#                     (exit 123; default 300; a boot takes about 20 s)
 #   VM_ENV            names of host variables to export into the scenario
 #                     (space separated), e.g. VM_ENV="RUST_LOG CNI_BIN"
 #   VM_HUGEPAGES      2 MiB hugepages reserved at boot (default: N of the
@@ -273,16 +279,24 @@ T0=$(date +%s.%N)
 # The stall watch: RCU reports a stall after 21 s and again every 63 s with
 # the grace period's age in jiffies (t=...); from 20000 on, it is not coming
 # back.
+# The boot watch: guest-init prints "vm-init: scenario starts" when it hands
+# over to the scenario; a guest that has not within VM_BOOT_TIMEOUT is stuck.
+BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}
 watch_stall() {
-    local pid
+    local pid waited=0
     while sleep 5; do
+        waited=$((waited + 5))
         pid=$(cat "$RUN_DIR/qemu.pid" 2>/dev/null) || continue
         kill -0 "$pid" 2>/dev/null || return 0
         if grep -aqE 'rcu: .*detected by [0-9]+, t=([2-9][0-9]{4}|[0-9]{6,}) jiffies' "$LOG"; then
-            touch "$RUN_DIR/stalled"
-            kill "$pid"
-            return 0
+            echo "a vCPU of the guest stalled (RCU stall past 80 s, see the rcu lines)" > "$RUN_DIR/stalled"
+        elif [ "$waited" -ge "$BOOT_TIMEOUT" ] && ! grep -aq '^vm-init: scenario starts' "$LOG"; then
+            echo "the guest did not start the scenario within ${BOOT_TIMEOUT}s (VM_BOOT_TIMEOUT; its last vm-init line: $(grep -a '^vm-init: ' "$LOG" | tail -n1 | cut -c1-120 | grep . || echo none))" > "$RUN_DIR/stalled"
+        else
+            continue
         fi
+        kill "$pid"
+        return 0
     done
 }
 : > "$LOG"
@@ -323,8 +337,9 @@ if [ -n "$RC" ]; then
     exit "$RC"
 fi
 if [ -e "$RUN_DIR/stalled" ]; then
-    summary "a vCPU stalled"
-    say "FAILURE: a vCPU of the guest stalled (RCU stall past 80 s, see the rcu lines): VM killed after ${ELAPSED}s"
+    why=$(cat "$RUN_DIR/stalled")
+    summary "$why"
+    say "FAILURE: $why: VM killed after ${ELAPSED}s"
     exit 123
 fi
 if [ "$QEMU_RC" = 124 ] || [ "$QEMU_RC" = 137 ]; then
