@@ -5,17 +5,22 @@
 //! Root only: the bench enters a network namespace of its own playing the
 //! node, with a veth end standing in for the VF netdev, and a pod namespace.
 //! The summary (medians of interleaved rounds, ratio) is printed and written
-//! to `target/bench-summary/netdevice.json`.
+//! to `target/bench-summary/netdevice.json`, with where the time goes: each
+//! plugin process's CPU time, and the kernel moving the same link between
+//! the same namespaces with no plugin at all (every ADD and every DEL moves
+//! it once, and the kernel waits for RCU grace periods in each move).
 
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use dpdk_cni_benches::{plugin_bin, write_summary};
-use netlink::RecordingNetlink;
+use netlink::netns::in_netns;
+use netlink::{RecordingNetlink, RtNetlink};
+use nix::sys::resource::{getrusage, UsageWho};
 use serde_json::json;
 use vfio::fake::FakeNode;
 
@@ -89,7 +94,9 @@ impl Bed {
         }
     }
 
-    fn exec(&self, bin: &Path, cmd: &str, stdin: &[u8]) {
+    /// Runs one command; returns the CPU time (user + system) its process used.
+    fn exec(&self, bin: &Path, cmd: &str, stdin: &[u8]) -> Duration {
+        let before = children_cpu();
         let mut child = Command::new(bin)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -108,6 +115,38 @@ impl Bed {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        children_cpu().saturating_sub(before)
+    }
+
+    /// What every ADD and DEL of either plugin makes the kernel do, done by
+    /// the bench itself: the link into the pod, up and down there (as a pod
+    /// uses it), and back. Returns the two moves' times.
+    fn bare_moves(&self, nl: &RtNetlink) -> (Duration, Duration) {
+        let pod = std::fs::File::open(format!("/var/run/netns/{}", self.pod_ns)).unwrap();
+        let node = std::fs::File::open(format!("/var/run/netns/{}", self.host_ns)).unwrap();
+        let link = nl
+            .link_by_name(BARE_LINK)
+            .unwrap()
+            .expect("the bench's link");
+        let t = Instant::now();
+        nl.move_link_to_netns(&link, pod.as_raw_fd()).unwrap();
+        let into = t.elapsed();
+        let fd = node.as_raw_fd();
+        let back = in_netns(
+            Path::new(&format!("/var/run/netns/{}", self.pod_ns)),
+            move || {
+                let nl = RtNetlink::connect().unwrap();
+                let link = nl.link_by_name(BARE_LINK).unwrap().expect("moved in");
+                nl.set_link_up(&link, true).unwrap();
+                nl.set_link_up(&link, false).unwrap();
+                let t = Instant::now();
+                nl.move_link_to_netns(&link, fd).unwrap();
+                t.elapsed()
+            },
+        )
+        .unwrap();
+        drop(node);
+        (into, back)
     }
 
     fn ours(&self) {
@@ -121,11 +160,46 @@ impl Bed {
     }
 }
 
+/// The link both plugins move (host-device by this name, dpdk-cni as the
+/// fake VF's netdev).
+const BARE_LINK: &str = "ens1f0v0";
+
+/// CPU time (user + system) of the bench's reaped children so far.
+fn children_cpu() -> Duration {
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(u.user_time()) + tv(u.system_time())
+}
+
 impl Drop for Bed {
     fn drop(&mut self) {
         for ns in [&self.pod_ns, &self.host_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+    }
+}
+
+/// One plugin's rounds: wall and CPU time of each ADD and each DEL.
+#[derive(Default)]
+struct Runs {
+    add: Vec<Duration>,
+    del: Vec<Duration>,
+    add_cpu: Vec<Duration>,
+    del_cpu: Vec<Duration>,
+}
+
+impl Runs {
+    /// The median of ADD+DEL.
+    fn cycle(&self) -> Duration {
+        median(
+            self.add
+                .iter()
+                .zip(&self.del)
+                .map(|(a, d)| *a + *d)
+                .collect(),
+        )
     }
 }
 
@@ -148,60 +222,91 @@ fn bench(c: &mut Criterion) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    let (mut ours, mut theirs) = (vec![], vec![]);
-    let (mut ours_add, mut theirs_add) = (vec![], vec![]);
-    let time = |bin: &Path, conf: &[u8], adds: &mut Vec<Duration>, cycles: &mut Vec<Duration>| {
+    let (mut ours, mut theirs) = (Runs::default(), Runs::default());
+    let (mut into, mut back) = (vec![], vec![]);
+    let nl = RtNetlink::connect().unwrap();
+    let time = |bin: &Path, conf: &[u8], runs: &mut Runs| {
         let t = Instant::now();
-        bed.exec(bin, "ADD", conf);
-        adds.push(t.elapsed());
-        bed.exec(bin, "DEL", conf);
-        cycles.push(t.elapsed());
+        runs.add_cpu.push(bed.exec(bin, "ADD", conf));
+        runs.add.push(t.elapsed());
+        let t = Instant::now();
+        runs.del_cpu.push(bed.exec(bin, "DEL", conf));
+        runs.del.push(t.elapsed());
     };
     for round in 0..rounds {
-        // Alternate who goes first, so neither always follows the other's teardown.
-        if round % 2 == 0 {
-            time(&bed.bin, &bed.ours, &mut ours_add, &mut ours);
-            time(
-                Path::new(HOST_DEVICE),
-                &bed.theirs,
-                &mut theirs_add,
-                &mut theirs,
-            );
-        } else {
-            time(
-                Path::new(HOST_DEVICE),
-                &bed.theirs,
-                &mut theirs_add,
-                &mut theirs,
-            );
-            time(&bed.bin, &bed.ours, &mut ours_add, &mut ours);
+        // Rotate who goes first, so none always follows the same teardown.
+        for turn in 0..3 {
+            match (round + turn) % 3 {
+                0 => time(&bed.bin, &bed.ours, &mut ours),
+                1 => time(Path::new(HOST_DEVICE), &bed.theirs, &mut theirs),
+                _ => {
+                    let (i, b) = bed.bare_moves(&nl);
+                    into.push(i);
+                    back.push(b);
+                }
+            }
         }
     }
-    let dels = |cycles: &[Duration], adds: &[Duration]| -> Vec<Duration> {
-        cycles.iter().zip(adds).map(|(c, a)| *c - *a).collect()
-    };
-    let (od, td) = (
-        median(dels(&ours, &ours_add)),
-        median(dels(&theirs, &theirs_add)),
-    );
-    let (oa, ta) = (median(ours_add), median(theirs_add));
-    let (o, t) = (median(ours), median(theirs));
-    let ratio = o.as_secs_f64() / t.as_secs_f64();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (o, t) = (ours.cycle(), theirs.cycle());
+    let ratio = ms(o) / ms(t);
     println!("\nsummary (medians of {rounds} interleaved rounds, ADD+DEL moving a netdev into a pod and back):");
-    println!("  dpdk-cni netdevice   {:>8.3} ms", o.as_secs_f64() * 1e3);
-    println!("  host-device          {:>8.3} ms", t.as_secs_f64() * 1e3);
+    println!("  dpdk-cni netdevice   {:>8.3} ms", ms(o));
+    println!("  host-device          {:>8.3} ms", ms(t));
     println!("  ratio                {ratio:>8.2}      (target <= 0.8)");
+    let (oa, ta, od, td) = (
+        median(ours.add.clone()),
+        median(theirs.add.clone()),
+        median(ours.del.clone()),
+        median(theirs.del.clone()),
+    );
     for (what, o, t) in [("ADD", oa, ta), ("DEL", od, td)] {
         println!(
             "  {what} alone: dpdk-cni {:.3} ms, host-device {:.3} ms: {:.2}x",
-            o.as_secs_f64() * 1e3,
-            t.as_secs_f64() * 1e3,
-            o.as_secs_f64() / t.as_secs_f64()
+            ms(o),
+            ms(t),
+            ms(o) / ms(t)
         );
     }
+    // Where the time goes.
+    let cpu = |v: &[Duration]| ms(median(v.to_vec()));
+    let (mi, mb) = (median(into), median(back));
+    let wait = |wall: &[Duration], cpu: &[Duration]| {
+        ms(median(
+            wall.iter()
+                .zip(cpu)
+                .map(|(w, c)| w.saturating_sub(*c))
+                .collect(),
+        ))
+    };
+    println!("  where the time goes (medians):");
+    println!(
+        "    CPU of the plugin process (user + system): dpdk-cni ADD {:.2} ms, DEL {:.2} ms; host-device ADD {:.2} ms, DEL {:.2} ms",
+        cpu(&ours.add_cpu),
+        cpu(&ours.del_cpu),
+        cpu(&theirs.add_cpu),
+        cpu(&theirs.del_cpu)
+    );
+    println!(
+        "    waiting (wall less CPU):                   dpdk-cni ADD {:.2} ms, DEL {:.2} ms; host-device ADD {:.2} ms, DEL {:.2} ms",
+        wait(&ours.add, &ours.add_cpu),
+        wait(&ours.del, &ours.del_cpu),
+        wait(&theirs.add, &theirs.add_cpu),
+        wait(&theirs.del, &theirs.del_cpu)
+    );
+    println!(
+        "    the kernel moving the link, no plugin:     into the pod {:.2} ms, back {:.2} ms (every ADD and DEL moves it once)",
+        ms(mi),
+        ms(mb)
+    );
     let s = json!({"rounds": rounds, "dpdk_cni_median_us": o.as_micros(), "host_device_median_us": t.as_micros(),
         "dpdk_cni_add_median_us": oa.as_micros(), "host_device_add_median_us": ta.as_micros(),
-        "dpdk_cni_del_median_us": od.as_micros(), "host_device_del_median_us": td.as_micros(), "ratio": ratio});
+        "dpdk_cni_del_median_us": od.as_micros(), "host_device_del_median_us": td.as_micros(), "ratio": ratio,
+        "dpdk_cni_add_cpu_median_us": median(ours.add_cpu.clone()).as_micros(),
+        "dpdk_cni_del_cpu_median_us": median(ours.del_cpu.clone()).as_micros(),
+        "host_device_add_cpu_median_us": median(theirs.add_cpu.clone()).as_micros(),
+        "host_device_del_cpu_median_us": median(theirs.del_cpu.clone()).as_micros(),
+        "bare_move_into_pod_median_us": mi.as_micros(), "bare_move_back_median_us": mb.as_micros()});
     write_summary("netdevice", &s);
 }
 
