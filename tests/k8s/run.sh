@@ -23,7 +23,9 @@
 # 512 MiB, 512 in k8s-dra.bats for one), K8S_VM_NUMA (default: as the scenario's "# vm: numa" line
 # says; k8s-dra.bats has it: two NUMA nodes, the igb and every hugepage on
 # node 1, see VM_NUMA in tests/vm/run.sh), K8S_VM_APPEND (guest kernel words,
-# default "nohz=off highres=off": a periodic tick, see tests/k8s/README.md).
+# default "nohz=off highres=off": a periodic tick, see tests/k8s/README.md),
+# K8S_VM_BOOT_LOGLEVEL (the kernel's console loglevel while the guest boots,
+# default 6: its boot messages, about 30 lines, say where a boot stopped).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -83,7 +85,7 @@ attempt() {
     rc=0
     VM_ENV=$VM_ENV VM_BINDS=$CP VM_SUMMARY=$CP/summary \
     VM_EXTRA_DEVICES="-device virtio-net-pci,netdev=k8s -netdev user,id=k8s,restrict=on,guestfwd=tcp:10.0.2.100:$K8S_APISERVER_PORT-cmd:$CP/guestfwd.sh" \
-    VM_APPEND=${K8S_VM_APPEND-nohz=off highres=off} VM_NUMA=${K8S_VM_NUMA:-} VM_MEM=${K8S_VM_MEM:-2560} VM_SMP=${K8S_VM_SMP:-4} VM_HUGEPAGES=${K8S_VM_HUGEPAGES:-} VM_TIMEOUT=${K8S_VM_TIMEOUT:-1000} \
+    VM_APPEND=${K8S_VM_APPEND-nohz=off highres=off} VM_BOOT_LOGLEVEL=${K8S_VM_BOOT_LOGLEVEL-6} VM_NUMA=${K8S_VM_NUMA:-} VM_MEM=${K8S_VM_MEM:-2560} VM_SMP=${K8S_VM_SMP:-4} VM_HUGEPAGES=${K8S_VM_HUGEPAGES:-} VM_TIMEOUT=${K8S_VM_TIMEOUT:-1000} \
         "$REPO/tests/vm/run.sh" "$scenario" "$@" || rc=$?
     if [ "$rc" != 0 ]; then
         local l

@@ -39,6 +39,7 @@ die() {
 # ---------------------------------------------------------------- phase 2 ---
 if [ "${1:-}" = stage2 ]; then
     BB=/run/vm/busybox
+    echo "vm-init: in the host's root after $($BB cut -d' ' -f1 /proc/uptime)s"
     export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
     export HOME=/root TERM=dumb LANG=C.UTF-8
     $BB hostname dpdk-cni-vm
@@ -71,6 +72,10 @@ if [ "${1:-}" = stage2 ]; then
     # The scenario runs as a child of PID 1 (so PID 1 survives it and can
     # report its status).  cmd.sh was written by run.sh; it cd's to the host
     # working directory and execs the scenario with its arguments.
+    # The console's loglevel for the scenario (the boot's may be higher).
+    for w in $($BB cat /proc/cmdline); do
+        case "$w" in dpdkcni.loglevel=*) $BB dmesg -n "${w#*=}" ;; esac
+    done
     echo "vm-init: scenario starts after $($BB cut -d' ' -f1 /proc/uptime)s"
     /bin/bash /run/vm/host/cmd.sh </dev/null
     rc=$?

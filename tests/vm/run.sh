@@ -38,6 +38,9 @@
 #
 # Environment:
 #   VM_TIMEOUT        seconds before the VM is killed (default 300)
+#   VM_BOOT_LOGLEVEL  kernel console loglevel while the guest boots (e.g. 6:
+#                     the kernel's boot messages on the console); the guest's
+#                     init sets VM_LOGLEVEL before the scenario starts
 #   VM_BOOT_TIMEOUT   seconds from QEMU's start to the guest init's
 #                     "vm-init: scenario starts" line before the VM is killed
 #                     (exit 123; default 300; a boot takes about 20 s)
@@ -247,8 +250,8 @@ else
     IOMMU_APPEND="intel_iommu=on iommu=pt"
 fi
 
-APPEND="console=ttyS0 $IOMMU_APPEND panic=-1 quiet loglevel=${VM_LOGLEVEL:-4}"
-APPEND+=" mitigations=off tsc=reliable dpdkcni.hugepages=${VM_HUGEPAGES:-256} $NUMA_APPEND ${VM_APPEND:-}"
+APPEND="console=ttyS0 $IOMMU_APPEND panic=-1 quiet loglevel=${VM_BOOT_LOGLEVEL:-${VM_LOGLEVEL:-4}} dpdkcni.loglevel=${VM_LOGLEVEL:-4}"
+APPEND+=" nokaslr mitigations=off tsc=reliable dpdkcni.hugepages=${VM_HUGEPAGES:-256} $NUMA_APPEND ${VM_APPEND:-}"
 
 QEMU=(
     qemu-system-x86_64
@@ -268,6 +271,8 @@ QEMU=(
     # filtered below.
     -fw_cfg name=etc/sercon-port,string=0
     -pidfile "$RUN_DIR/qemu.pid"
+    # What the vCPUs were doing when the VM is killed (kill_qemu below).
+    -monitor "unix:$RUN_DIR/monitor.sock,server=on,wait=off"
     "${NIC_LAST[@]}"
 )
 
@@ -282,6 +287,18 @@ T0=$(date +%s.%N)
 # The boot watch: guest-init prints "vm-init: scenario starts" when it hands
 # over to the scenario; a guest that has not within VM_BOOT_TIMEOUT is stuck.
 BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}
+# kill_qemu PID: first asks QEMU's monitor where each vCPU is (halted or
+# not, and its instruction pointer), for the summary.
+kill_qemu() {
+    if command -v socat > /dev/null; then
+        # The guest boots without KASLR: a RIP here is the symbol at that
+        # address in /proc/kallsyms of any boot of the same kernel.
+        printf 'info registers -a\n' | timeout 5 socat -t 2 - "UNIX-CONNECT:$RUN_DIR/monitor.sock" 2>&1 |
+            tr -d '\r' | grep -aoE '^CPU#[0-9]+|RIP=[0-9a-f]+|HLT=[01]' | paste -sd' ' |
+            sed 's/ CPU#/\nCPU#/g' > "$RUN_DIR/cpus" || true
+    fi
+    kill "$1"
+}
 watch_stall() {
     local pid waited=0
     while sleep 5; do
@@ -295,7 +312,7 @@ watch_stall() {
         else
             continue
         fi
-        kill "$pid"
+        kill_qemu "$pid"
         return 0
     done
 }
@@ -322,6 +339,10 @@ summary() {
         { grep -aE '^(not )?ok [0-9]+ ' "$LOG" || true; } | tail -n 6 | cut -c1-200 | sed 's/^/    /'
         echo "[vm-run] the console's last lines:"
         { grep -avE '^(not )?ok [0-9]+ ' "$LOG" || true; } | tail -n 8 | cut -c1-200 | sed 's/^/    /'
+        if [ -s "$RUN_DIR/cpus" ]; then
+            echo "[vm-run] QEMU's vCPUs when it was killed:"
+            sed 's/^/    /' "$RUN_DIR/cpus"
+        fi
     } | tee ${VM_SUMMARY:+"$VM_SUMMARY"} >&2 || true
 }
 
