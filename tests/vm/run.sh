@@ -251,6 +251,8 @@ else
 fi
 
 APPEND="console=ttyS0 $IOMMU_APPEND panic=-1 quiet loglevel=${VM_BOOT_LOGLEVEL:-${VM_LOGLEVEL:-4}} dpdkcni.loglevel=${VM_LOGLEVEL:-4}"
+# nokaslr: fixed kernel addresses (see kill_qemu; the kernel's boot log calls
+# the word unknown, but its decompressor has read it).
 APPEND+=" nokaslr mitigations=off tsc=reliable dpdkcni.hugepages=${VM_HUGEPAGES:-256} $NUMA_APPEND ${VM_APPEND:-}"
 
 QEMU=(
