@@ -100,9 +100,8 @@ attempt() {
 
 # An emulated guest that stalls for good (tests/vm/run.sh's exit status 123:
 # a vCPU stalled, or the boot never reached the scenario) is the emulator's,
-# not the code's under test: each scenario
-# starts over once on a fresh control plane and a fresh boot, and the output
-# says so.
+# not the code's under test: each scenario starts over once on a fresh
+# control plane and a fresh boot, and the output says so.
 final=0
 for s in "${scenarios[@]}"; do
     attempt "$s" "$@"

@@ -54,13 +54,16 @@ if [ "${1:-}" = stage2 ]; then
     # (dpdkcni.hugepages=N, default 256 = 512 MiB of the 2 GiB guest).
     # The default hugetlbfs mount is /dev/hugepages; lib.sh can mount more.
     # dpdkcni.hugepages_node=N puts them all on NUMA node N (else the kernel
-    # spreads them over the nodes).
+    # spreads them over the nodes).  dpdkcni.loglevel=N: the console's
+    # loglevel for the scenario (the boot's may be higher).
     nr=256
     pool=/sys/kernel/mm/hugepages/hugepages-2048kB
+    loglevel=""
     for w in $($BB cat /proc/cmdline); do
         case "$w" in
             dpdkcni.hugepages=*) nr="${w#*=}" ;;
             dpdkcni.hugepages_node=*) pool="/sys/devices/system/node/node${w#*=}/hugepages/hugepages-2048kB" ;;
+            dpdkcni.loglevel=*) loglevel="${w#*=}" ;;
         esac
     done
     echo "$nr" > "$pool/nr_hugepages" \
@@ -69,13 +72,11 @@ if [ "${1:-}" = stage2 ]; then
     $BB mount -t hugetlbfs -o pagesize=2M hugetlbfs /dev/hugepages \
         || echo "vm-init: warning: could not mount hugetlbfs"
 
+    [ -z "$loglevel" ] || $BB dmesg -n "$loglevel"
+
     # The scenario runs as a child of PID 1 (so PID 1 survives it and can
     # report its status).  cmd.sh was written by run.sh; it cd's to the host
     # working directory and execs the scenario with its arguments.
-    # The console's loglevel for the scenario (the boot's may be higher).
-    for w in $($BB cat /proc/cmdline); do
-        case "$w" in dpdkcni.loglevel=*) $BB dmesg -n "${w#*=}" ;; esac
-    done
     echo "vm-init: scenario starts after $($BB cut -d' ' -f1 /proc/uptime)s"
     /bin/bash /run/vm/host/cmd.sh </dev/null
     rc=$?

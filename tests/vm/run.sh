@@ -283,12 +283,6 @@ say "booting kernel $VM_KVER; scenario: $SCENARIO $*; timeout ${VM_TIMEOUT}s"
 T0=$(date +%s.%N)
 # Console to stdout and to the log, CRs stripped.  timeout(1) kills QEMU when
 # the guest hangs; its 124 status tells us so.
-# The stall watch: RCU reports a stall after 21 s and again every 63 s with
-# the grace period's age in jiffies (t=...); from 20000 on, it is not coming
-# back.
-# The boot watch: guest-init prints "vm-init: scenario starts" when it hands
-# over to the scenario; a guest that has not within VM_BOOT_TIMEOUT is stuck.
-BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}
 # kill_qemu PID: first asks QEMU's monitor where each vCPU is (halted or
 # not, and its instruction pointer), for the summary.
 kill_qemu() {
@@ -301,6 +295,12 @@ kill_qemu() {
     fi
     kill "$1"
 }
+# The stall watch: RCU reports a stall after 21 s and again every 63 s with
+# the grace period's age in jiffies (t=...); from 20000 on, it is not coming
+# back.  The boot watch: guest-init prints "vm-init: scenario starts" when it
+# hands over to the scenario; a guest that has not within VM_BOOT_TIMEOUT is
+# stuck.
+BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}
 watch_stall() {
     local pid waited=0
     while sleep 5; do
