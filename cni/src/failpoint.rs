@@ -26,6 +26,10 @@ pub const ADD_STEPS: &[&str] = &[
     "device-info-written",
 ];
 
+/// The failpoint of a vfio-pci DEL: the device is off vfio-pci, its
+/// `driver_override` names its own driver, and it is not probed yet.
+pub const DEL_OFF_VFIO: &str = "off-vfio";
+
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub fn hit(_name: &str) -> Result<()> {

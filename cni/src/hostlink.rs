@@ -7,13 +7,37 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use ledger::{Attachment, OriginalLink};
+use ledger::{Attachment, DeviceLock, Ledger, OriginalLink};
 use netlink::netns::in_netns;
 use netlink::{Link, MacAddr, RtNetlink};
 
 use crate::error::Result;
 use crate::log;
 use crate::node::{host_netlink, Node};
+
+/// The node's lock on the kernel's `ethN` names, for a DEL that gives a VF
+/// with a netdev back to its kernel driver: held from the driver's probe,
+/// where the kernel names the new netdev the first free `ethN`, to
+/// [`restore_netdev_name`]. Two DELs in parallel would otherwise each be
+/// handed the other's name and find its own taken; one at a time, every VF
+/// comes back under a name nobody needs and leaves it for its own. A lock
+/// that cannot be had in time is done without (a name clash is only a
+/// warning): DEL never waits on it for good.
+pub fn lock_netdev_names(ledger: &Ledger, att: &Attachment) -> Option<DeviceLock> {
+    if att.original_netdevs.is_empty() {
+        return None;
+    }
+    match ledger.lock_device(&"netdev-names", crate::driver::LOCK_WAIT) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::warn(&format!(
+                "{} goes back to its driver without the netdev name lock: {e}",
+                att.device
+            ));
+            None
+        }
+    }
+}
 
 /// After a vfio-pci DEL gave the device back to its kernel driver: the new
 /// netdev gets the name it had before ADD (the kernel hands out the first

@@ -134,10 +134,17 @@ impl DeviceMode for VfioPci {
         // VF settings go back while no VF driver is bound, so the VF driver
         // starts from the original admin state when it probes again.
         pci::restore_vf(ctx, att, errors);
+        leave_vfio(ctx.node, att, errors);
+        if let Err(e) = failpoint::hit(failpoint::DEL_OFF_VFIO) {
+            errors.push(e.msg);
+            return;
+        }
+        let names = hostlink::lock_netdev_names(ctx.ledger, att);
         restore_driver(ctx.node, att, errors);
         if errors.is_empty() {
             errors.extend(hostlink::restore_netdev_name(ctx.node, att));
         }
+        drop(names);
         if att.admin_mac_driver_chosen && errors.is_empty() {
             errors.extend(macpin::unpin_vf_mac(ctx.node, att));
         }
@@ -181,6 +188,30 @@ fn pci_of(att: &Attachment) -> Result<PciAddress> {
 }
 
 /// Gives the device back to the driver (and override) it had before ADD.
+/// Takes the device off vfio-pci without binding it anywhere yet, its
+/// `driver_override` already naming the driver it goes back to: the
+/// kernel's release of a vfio-pci device takes about as long as the next
+/// probe, and needs no lock, so parallel DELs do it side by side and only
+/// the probe waits for the netdev name lock.
+fn leave_vfio(node: &Node, att: &Attachment, errors: &mut Vec<String>) {
+    let (Some(dev), Some(orig)) = (att.device.pci(), att.original_driver.as_deref()) else {
+        return;
+    };
+    let Ok(d) = node.sysfs.device(dev) else {
+        return;
+    };
+    if orig == VFIO_PCI || d.driver().ok().flatten().as_deref() != Some(VFIO_PCI) {
+        return;
+    }
+    let r = node
+        .sysfs
+        .set_driver_override(dev, Some(orig))
+        .and_then(|()| node.sysfs.unbind(dev));
+    if let Err(e) = r {
+        errors.push(format!("failed to take {dev} off vfio-pci: {e}"));
+    }
+}
+
 fn restore_driver(node: &Node, att: &Attachment, errors: &mut Vec<String>) {
     let Some(dev) = att.device.pci() else {
         return;

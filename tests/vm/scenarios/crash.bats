@@ -6,6 +6,9 @@
 #      netdev, no driver_override, vfinfo entry as before, no state left);
 #   b) the same crash, then GC with "cni.dev/valid-attachments": [] restores
 #      it fully as well.
+# And killed in the middle of a vfio-pci DEL (failpoint "off-vfio": VF
+# settings restored, the VF released by vfio-pci with driver_override naming
+# igbvf, not probed yet): the record stays, and the next DEL restores it.
 # Only the plugin built with test hooks honours DPDK_CNI_FAILPOINT (make
 # plugin-hooks); this file runs that build for every plugin call:
 #   DPDK_CNI_HOOKS_BIN  default <repo>/target/hooks/x86_64-unknown-linux-gnu/release/dpdk-cni
@@ -34,6 +37,7 @@ setup_file() {
 teardown_file() {
     pod_delete pod-crash-del
     pod_delete pod-crash-gc
+    pod_delete pod-crash-undo
 }
 
 setup() { scenario_setup chain; }
@@ -84,4 +88,26 @@ crash_add() {
     assert_cni_ok "DEL after GC"
     assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "after the runtime's DEL"
     pod_delete pod-crash-gc
+}
+
+@test "DEL killed with VF 0 off vfio-pci and not yet probed leaves it without a driver; the next DEL restores it fully" {
+    pod_create pod-crash-undo
+    cni_add pod-crash-undo net1 "$CONF"
+    assert_cni_ok "ADD"
+    assert_equal "$(pci_driver "$VF0")" vfio-pci
+    log "DEL with DPDK_CNI_FAILPOINT=off-vfio"
+    cni_del pod-crash-undo net1 "$CONF" DPDK_CNI_FAILPOINT=off-vfio
+    _cni_show
+    assert_equal "$CNI_RC" 137            # 128 + SIGKILL
+    assert_equal "$(pci_driver "$VF0")" ""
+    assert_equal "$(driver_override "$VF0")" igbvf
+    assert_equal "$(vf_ifname 0)" ""
+    assert [ -s "$CNI_STATE_DIR/$CNI_NETWORK/pod-crash-undo-net1.json" ]
+    log "after the crash: $(device_state "$VF0"); $(vf_info 0)"
+    cni_del pod-crash-undo net1 "$CONF"
+    assert_cni_ok "DEL after the crash"
+    assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "crashed DEL + DEL"
+    assert_no_state
+    assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crashed DEL + DEL"
+    pod_delete pod-crash-undo
 }
