@@ -11,10 +11,11 @@
 # if ADD/raw > TIMING_MAX_ADD_RATIO (default 1.2).
 # Then ADDs in parallel: the plugin's ADD (vlan, spoofchk, rebind to
 # vfio-pci) of all 7 VFs of the PF started at once against the same 7 one
-# after another, TIMING_PAR_REPS (default 8) interleaved rounds, every VF
-# back as it was after each round's DELs (one after another: DELs at once
-# can leave VFs with each other's netdev names, see the README); fails if
-# the ratio of the medians is above TIMING_MAX_PAR_RATIO (default 0.75).
+# after another, TIMING_PAR_REPS (default 8) interleaved rounds, their DELs
+# the same way as their ADDs, and every VF back as it was after each round's
+# DELs (its driver, override and netdev name: DELs at once used to leave VFs
+# with each other's names); fails if the ADD ratio of the medians is above
+# TIMING_MAX_PAR_RATIO (default 0.75), and prints the DELs' ratio.
 # Run:  tests/vm/run.sh tests/vm/scenarios/timing.bats
 
 load helpers
@@ -167,7 +168,7 @@ par_run() {
     [ -z "$bad" ] || fail "$1 ($2) failed:$bad"
 }
 
-@test "ADD of 7 VFs at once against one after another: ratio within TIMING_MAX_PAR_RATIO (0.75), medians of 8 interleaved rounds" {
+@test "ADD and DEL of 7 VFs at once against one after another: every VF back under its own name, ADD ratio within TIMING_MAX_PAR_RATIO (0.75), medians of 8 interleaved rounds" {
     REPS=${TIMING_PAR_REPS:-8}
     MAX_RATIO=${TIMING_MAX_PAR_RATIO:-0.75}
     PAR_CONF=(); STATES=()
@@ -176,28 +177,37 @@ par_run() {
         STATES+=("$(device_state "$(vf_bdf "$i")")")
     done
     trap - DEBUG
-    PAR=(); SER=()
+    PAR=(); SER=(); PAR_DEL=(); SER_DEL=()
     for ((r = 0; r < REPS; r++)); do
         for way in $( ((r % 2 == 0)) && echo "parallel serial" || echo "serial parallel"); do
             t0=$(now_us); par_run ADD "$way"; t1=$(now_us)
             for ((i = 0; i < 7; i++)); do
                 [ "$(pci_driver "$(vf_bdf "$i")")" = vfio-pci ] || fail "round $r ($way): VF $i not on vfio-pci after ADD"
             done
-            par_run DEL serial
+            t2=$(now_us); par_run DEL "$way"; t3=$(now_us)
             for ((i = 0; i < 7; i++)); do
                 [ "$(device_state "$(vf_bdf "$i")")" = "${STATES[$i]}" ] ||
                     fail "round $r ($way): $(device_state "$(vf_bdf "$i")") after DEL, was ${STATES[$i]}; all VFs were: ${STATES[*]}; are: $(for ((j = 0; j < 7; j++)); do device_state "$(vf_bdf "$j")"; done); the DELs said: $(cat "$CNI_WORK"/out.*)"
             done
             [ "$(vfinfo_list)" = "$VFINFO_LIST_BEFORE" ] || fail "round $r ($way): vfinfo_list $(vfinfo_list), was $VFINFO_LIST_BEFORE"
-            if [ "$way" = parallel ]; then PAR+=($((t1 - t0))); else SER+=($((t1 - t0))); fi
+            if [ "$way" = parallel ]; then
+                PAR+=($((t1 - t0))); PAR_DEL+=($((t3 - t2)))
+            else
+                SER+=($((t1 - t0))); SER_DEL+=($((t3 - t2)))
+            fi
         done
     done
     assert_no_state
     median_ms() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
     MP=$(median_ms "${PAR[@]}"); MS=$(median_ms "${SER[@]}")
+    MPD=$(median_ms "${PAR_DEL[@]}"); MSD=$(median_ms "${SER_DEL[@]}")
     R=$(awk -v a="$MP" -v b="$MS" 'BEGIN { printf "%.2f", a / b }')
-    echo "samples (us) parallel: ${PAR[*]}"
-    echo "samples (us) serial:   ${SER[*]}"
+    RD=$(awk -v a="$MPD" -v b="$MSD" 'BEGIN { printf "%.2f", a / b }')
+    echo "samples (us) parallel ADD: ${PAR[*]}"
+    echo "samples (us) serial ADD:   ${SER[*]}"
+    echo "samples (us) parallel DEL: ${PAR_DEL[*]}"
+    echo "samples (us) serial DEL:   ${SER_DEL[*]}"
     tap_note "timing: 7 ADDs at once $MP ms, one after another $MS ms, ratio $R ($REPS rounds each, interleaved, $(nproc) vCPUs)"
+    tap_note "timing: 7 DELs at once $MPD ms, one after another $MSD ms, ratio $RD"
     awk -v r="$R" -v m="$MAX_RATIO" 'BEGIN { exit !(r <= m) }' || fail "parallel/serial ratio $R is above the target $MAX_RATIO"
 }
