@@ -4,10 +4,12 @@ SHELL := /bin/bash
 TARGET := x86_64-unknown-linux-gnu
 PLUGIN := target/$(TARGET)/release/dpdk-cni
 NODE := target/$(TARGET)/release/dpdk-cni-node
-# The same binary with the test hooks (fake node, recording netlink,
-# failpoints): what the benches and the guest's crash scenario drive.
-HOOKS_DIR := target/hooks
-PLUGIN_HOOKS := $(HOOKS_DIR)/$(TARGET)/release/dpdk-cni
+# The same plugin with the test hooks (fake node, recording netlink,
+# failpoints): what the benches and the guest's crash scenario drive. Its own
+# binary name, so it shares the release build's target directory (and its
+# compiled dependencies: the same two packages, so the same features of
+# each) without replacing dpdk-cni there.
+PLUGIN_HOOKS := target/$(TARGET)/release/dpdk-cni-hooks
 # The features that compile the fakes into the tests' builds.
 TEST_FEATURES := dpdk-cni/test-hooks,dpdk-cni-node/test-hooks
 CARGO ?= cargo
@@ -28,7 +30,7 @@ plugin: ## build the static release binaries dpdk-cni and dpdk-cni-node (target/
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni -p dpdk-cni-node --target $(TARGET)
 
 plugin-hooks: ## the same static binary with the test hooks, for the benches and guest crash tests ($(PLUGIN_HOOKS))
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni --features test-hooks --target $(TARGET) --target-dir $(HOOKS_DIR)
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --release -p dpdk-cni -p dpdk-cni-node --features dpdk-cni/test-hooks --bin dpdk-cni-hooks --target $(TARGET)
 
 release-check: plugin ## the release binaries carry no test fakes
 	@for b in $(PLUGIN) $(NODE); do \

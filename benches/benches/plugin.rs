@@ -6,8 +6,8 @@
 //! the ratios and the plugin's peak RSS is printed and written to
 //! `target/bench-summary/plugin.json`.
 //!
-//! The plugin is the static release binary `make plugin` builds:
-//! `DPDK_CNI_BIN`, or `target/x86_64-unknown-linux-gnu/release/dpdk-cni`.
+//! The plugin is the static release build with the test hooks (`make plugin-hooks`):
+//! `DPDK_CNI_BIN`, or `target/x86_64-unknown-linux-gnu/release/dpdk-cni-hooks`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@ pub fn plugin_bin() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or(root.join("target"));
-    let p = target.join("hooks/x86_64-unknown-linux-gnu/release/dpdk-cni");
+    let p = target.join("x86_64-unknown-linux-gnu/release/dpdk-cni-hooks");
     assert!(
         p.exists(),
         "{} is missing: run make plugin-hooks first (make bench does)",

@@ -112,6 +112,17 @@ pub fn run(
     }
 }
 
+/// The process of a plugin binary: stdin (none, or unreadable, is empty),
+/// the environment, the answer on stdout, and the exit code.
+pub fn process_main() -> ! {
+    let mut stdin = Vec::new();
+    // VERSION may come with no stdin at all.
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut stdin);
+    let get = |k: &str| std::env::var(k).ok();
+    let code = main_with(&get, &stdin, &mut std::io::stdout().lock());
+    std::process::exit(code);
+}
+
 /// The whole plugin process: returns the exit code.
 pub fn main_with(get: &dyn Fn(&str) -> Option<String>, stdin: &[u8], out: &mut dyn Write) -> i32 {
     let version_of_input = input_version(stdin);

@@ -11,7 +11,7 @@
 # igbvf, not probed yet): the record stays, and the next DEL restores it.
 # Only the plugin built with test hooks honours DPDK_CNI_FAILPOINT (make
 # plugin-hooks); this file runs that build for every plugin call:
-#   DPDK_CNI_HOOKS_BIN  default <repo>/target/hooks/x86_64-unknown-linux-gnu/release/dpdk-cni
+#   DPDK_CNI_HOOKS_BIN  default <repo>/target/x86_64-unknown-linux-gnu/release/dpdk-cni-hooks
 # Run:  tests/vm/run.sh tests/vm/scenarios/crash.bats [-f REGEX]
 
 load helpers
@@ -19,7 +19,7 @@ load helpers
 setup_file() {
     untrace_helpers
     local repo=${DPDK_CNI_REPO:-$VM_LIB_DIR/../..}
-    export DPDK_CNI_HOOKS_BIN=${DPDK_CNI_HOOKS_BIN:-$repo/target/hooks/x86_64-unknown-linux-gnu/release/dpdk-cni}
+    export DPDK_CNI_HOOKS_BIN=${DPDK_CNI_HOOKS_BIN:-$repo/target/x86_64-unknown-linux-gnu/release/dpdk-cni-hooks}
     [ -x "$DPDK_CNI_HOOKS_BIN" ] ||
         fail "no plugin with test hooks at $DPDK_CNI_HOOKS_BIN (DPDK_CNI_HOOKS_BIN): build it with make plugin-hooks"
     export DPDK_CNI_BIN=$DPDK_CNI_HOOKS_BIN   # cni_stage: the plugin of this file
