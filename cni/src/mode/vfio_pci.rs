@@ -187,7 +187,6 @@ fn pci_of(att: &Attachment) -> Result<PciAddress> {
     })
 }
 
-/// Gives the device back to the driver (and override) it had before ADD.
 /// Takes the device off vfio-pci without binding it anywhere yet, its
 /// `driver_override` already naming the driver it goes back to: the
 /// kernel's release of a vfio-pci device takes about as long as the next
@@ -212,6 +211,7 @@ fn leave_vfio(node: &Node, att: &Attachment, errors: &mut Vec<String>) {
     }
 }
 
+/// Gives the device back to the driver (and override) it had before ADD.
 fn restore_driver(node: &Node, att: &Attachment, errors: &mut Vec<String>) {
     let Some(dev) = att.device.pci() else {
         return;
