@@ -50,6 +50,11 @@ teardown() { scenario_teardown; }
 
 nap() { read -r -t 0.0005 -u "$SLEEP_FD" _ || true; }
 now_us() { echo "${EPOCHREALTIME/./}"; }
+# median_ms US...: the median of samples in microseconds, in ms.
+median_ms() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# at_most R MAX: the ratio R is not above MAX.
+at_most() { awk -v r="$1" -v m="$2" 'BEGIN { exit !(r <= m) }'; }
 
 # The same steps as the plugin, with the same short polls.
 raw_add() {
@@ -128,8 +133,6 @@ check_deleted() {
     done
     assert_no_state
 
-    median_ms() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
-    ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     MPA=$(median_ms "${P_ADD[@]}"); MRA=$(median_ms "${R_ADD[@]}")
     MPD=$(median_ms "${P_DEL[@]}"); MRD=$(median_ms "${R_DEL[@]}")
     RA=$(ratio "$MPA" "$MRA"); RD=$(ratio "$MPD" "$MRD")
@@ -139,7 +142,7 @@ check_deleted() {
     echo "samples (us) raw    DEL: ${R_DEL[*]}"
     tap_note "timing: ADD median $MPA ms, raw $MRA ms, ratio $RA ($REPS runs each, interleaved)"
     tap_note "timing: DEL median $MPD ms, raw $MRD ms, ratio $RD ($REPS runs each, interleaved)"
-    awk -v r="$RA" -v m="$MAX_RATIO" 'BEGIN { exit !(r <= m) }' || fail "ADD/raw ratio $RA is above the target $MAX_RATIO"
+    at_most "$RA" "$MAX_RATIO" || fail "ADD/raw ratio $RA is above the target $MAX_RATIO"
 }
 
 # par_conf I: the netconf of VF I for the parallel rounds.
@@ -198,16 +201,14 @@ par_run() {
         done
     done
     assert_no_state
-    median_ms() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m / 1000 }'; }
     MP=$(median_ms "${PAR[@]}"); MS=$(median_ms "${SER[@]}")
     MPD=$(median_ms "${PAR_DEL[@]}"); MSD=$(median_ms "${SER_DEL[@]}")
-    R=$(awk -v a="$MP" -v b="$MS" 'BEGIN { printf "%.2f", a / b }')
-    RD=$(awk -v a="$MPD" -v b="$MSD" 'BEGIN { printf "%.2f", a / b }')
+    R=$(ratio "$MP" "$MS"); RD=$(ratio "$MPD" "$MSD")
     echo "samples (us) parallel ADD: ${PAR[*]}"
     echo "samples (us) serial ADD:   ${SER[*]}"
     echo "samples (us) parallel DEL: ${PAR_DEL[*]}"
     echo "samples (us) serial DEL:   ${SER_DEL[*]}"
     tap_note "timing: 7 ADDs at once $MP ms, one after another $MS ms, ratio $R ($REPS rounds each, interleaved, $(nproc) vCPUs)"
     tap_note "timing: 7 DELs at once $MPD ms, one after another $MSD ms, ratio $RD"
-    awk -v r="$R" -v m="$MAX_RATIO" 'BEGIN { exit !(r <= m) }' || fail "parallel/serial ratio $R is above the target $MAX_RATIO"
+    at_most "$R" "$MAX_RATIO" || fail "parallel/serial ratio $R is above the target $MAX_RATIO"
 }
