@@ -30,6 +30,10 @@ pub const ADD_STEPS: &[&str] = &[
 /// `driver_override` names its own driver, and it is not probed yet.
 pub const DEL_OFF_VFIO: &str = "off-vfio";
 
+/// The failpoint of a vfio-pci DEL after the device is back on its own
+/// driver under its own netdev name, before its MAC is handed back to it.
+pub const DEL_DRIVER_BACK: &str = "driver-back";
+
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub fn hit(_name: &str) -> Result<()> {

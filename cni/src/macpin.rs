@@ -54,9 +54,20 @@ pub fn vf_driver_may_choose_mac(node: &mut Node, att: &Attachment) -> bool {
     taken
 }
 
+/// How many times a DEL has the VF driver greet its PF again when the PF
+/// did not take the VF's own MAC request.
+const GREETINGS: usize = 2;
+
 /// After a vfio-pci DEL gave the VF back to its driver with the original
 /// admin MAC (which pins it): clears the pin and has the driver ask for that
-/// MAC itself, as it had before ADD. Returns what could not be done.
+/// MAC itself, as it had before ADD. The PF's own view must follow, and may
+/// not: igb ignores a VF's requests after a reset of the VF it saw only
+/// after the VF driver's reset message, and igbvf, once a request went
+/// unanswered, sends none until its next reset, reporting success all the
+/// same. So when the PF's view does not follow, the netdev is closed (and
+/// opened again if it was up): closing makes the driver reset the VF and
+/// greet the PF, and the MAC is asked for again. Returns what could not be
+/// done.
 pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
     let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) else {
         return Vec::new();
@@ -70,22 +81,61 @@ pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
             att.device, orig.mac
         )];
     };
-    let r = (|| -> Result<()> {
+    let r = (|| -> Result<bool> {
         let nl = host_netlink()?;
-        let link = nl
-            .link_by_name(&name)?
-            .ok_or_else(|| CniError::io(format!("{name} vanished")))?;
         node.nl()?.set_vf(pf, vf, VfAttr::Mac(MacAddr::default()))?;
-        nl.set_link_mac(&link, neighbour_mac(orig.mac))?;
-        Ok(nl.set_link_mac(&link, orig.mac)?)
+        for greeting in 0..=GREETINGS {
+            let link = nl
+                .link_by_name(&name)?
+                .ok_or_else(|| CniError::io(format!("{name} vanished")))?;
+            if greeting > 0 {
+                log::warn(&format!(
+                    "VF {vf} of {pf}: the PF did not take {name}'s MAC request; \
+                     closing {name} so its driver greets the PF again"
+                ));
+                nl.set_link_up(&link, !link.up)?;
+                nl.set_link_up(&link, link.up)?;
+            }
+            // The neighbour first: the kernel skips a change to the MAC the
+            // netdev has, and the driver took the pinned one at its probe.
+            if driver_asks(node, &nl, &link, pf, vf, neighbour_mac(orig.mac))?
+                && driver_asks(node, &nl, &link, pf, vf, orig.mac)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     })();
     match r {
-        Ok(()) => Vec::new(),
+        Ok(true) => Vec::new(),
+        Ok(false) => {
+            // The pin is gone and the netdev has its MAC; only the PF's view
+            // lags. Not a reason to make the runtime repeat the DEL forever.
+            log::warn(&format!(
+                "VF {vf} of {pf}: the PF still does not show MAC {} after {GREETINGS} greetings of its driver",
+                orig.mac
+            ));
+            Vec::new()
+        }
         Err(e) => vec![format!(
             "failed to unpin the MAC of VF {vf} of {pf}: {}",
             e.msg
         )],
     }
+}
+
+/// Has the VF driver of `link` ask its PF for `mac` (the netdev's own MAC
+/// change): whether the PF's view of the VF then shows it.
+fn driver_asks(
+    node: &mut Node,
+    nl: &netlink::RtNetlink,
+    link: &netlink::Link,
+    pf: &str,
+    vf: u32,
+    mac: MacAddr,
+) -> Result<bool> {
+    nl.set_link_mac(link, mac)?;
+    Ok(node.nl()?.vf_state(pf, vf)?.mac == mac)
 }
 
 /// Netdevice ADD: the PF refused the VF driver a new MAC, so an

@@ -145,6 +145,10 @@ impl DeviceMode for VfioPci {
             errors.extend(hostlink::restore_netdev_name(ctx.node, att));
         }
         drop(names);
+        if let Err(e) = failpoint::hit(failpoint::DEL_DRIVER_BACK) {
+            errors.push(e.msg);
+            return;
+        }
         if att.admin_mac_driver_chosen && errors.is_empty() {
             errors.extend(macpin::unpin_vf_mac(ctx.node, att));
         }

@@ -9,6 +9,12 @@
 # And killed in the middle of a vfio-pci DEL (failpoint "off-vfio": VF
 # settings restored, the VF released by vfio-pci with driver_override naming
 # igbvf, not probed yet): the record stays, and the next DEL restores it.
+# And killed once VF 0 is back on igbvf under its name (failpoint
+# "driver-back"), after which the VF loses its clearance at the PF: a
+# function reset of the VF while its netdev is up, after which igbvf does
+# not redo its reset handshake, so igb ignores its MAC requests (what a VF
+# reset the PF sees late does to a DEL's probe); the next DEL still leaves
+# the PF's vfinfo entry of VF 0 as before ADD.
 # Only the plugin built with test hooks honours DPDK_CNI_FAILPOINT (make
 # plugin-hooks); this file runs that build for every plugin call:
 #   DPDK_CNI_HOOKS_BIN  default <repo>/target/x86_64-unknown-linux-gnu/release/dpdk-cni-hooks
@@ -38,6 +44,7 @@ teardown_file() {
     pod_delete pod-crash-del
     pod_delete pod-crash-gc
     pod_delete pod-crash-undo
+    pod_delete pod-crash-mbx
 }
 
 setup() { scenario_setup chain; }
@@ -110,4 +117,38 @@ crash_add() {
     assert_no_state
     assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crashed DEL + DEL"
     pod_delete pod-crash-undo
+}
+
+@test "DEL killed with VF 0 back on igbvf, which then loses its clearance at the PF (a function reset igbvf does not follow up): the next DEL still gives the PF VF 0's MAC back" {
+    pod_create pod-crash-mbx
+    cni_add pod-crash-mbx net1 "$CONF"
+    assert_cni_ok "ADD"
+    log "DEL with DPDK_CNI_FAILPOINT=driver-back"
+    cni_del pod-crash-mbx net1 "$CONF" DPDK_CNI_FAILPOINT=driver-back
+    _cni_show
+    assert_equal "$CNI_RC" 137            # 128 + SIGKILL
+    assert_equal "$(device_state "$VF0")" "$STATE_BEFORE"
+    assert [ -s "$CNI_STATE_DIR/$CNI_NETWORK/pod-crash-mbx-net1.json" ]
+    local n
+    n=$(vf_ifname 0)
+    # The killed DEL pinned VF 0's MAC again; unpinned, the PF takes what
+    # the VF asks for, if it hears it. igbvf resets the VF before a function
+    # reset and not after it when the netdev is up; igb then ignores the
+    # VF's requests, and igbvf, its mailbox timed out, stops sending them
+    # until its next reset.
+    ip link set "$(pf_ifname)" vf 0 mac 00:00:00:00:00:00
+    ip link set "$n" up
+    echo 1 > "/sys/bus/pci/devices/$VF0/reset"
+    ip link set "$n" address 02:00:00:00:00:42
+    assert_ne 02:00:00:00:00:42 "$(vf_field 0 .address)" "the PF's view of VF 0 after its unheard request"
+    log "after the crash and the reset: $(vf_info 0)"
+    cni_del pod-crash-mbx net1 "$CONF"
+    assert_cni_ok "DEL after the crash and the reset"
+    assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "crashed DEL, reset + DEL"
+    assert_no_state
+    # Up only for the reset above. (Closing it resets the VF, so igbvf asks
+    # the PF for its MAC once more: not before the checks.)
+    ip link set "$(vf_ifname 0)" down
+    assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crashed DEL, reset + DEL"
+    pod_delete pod-crash-mbx
 }
