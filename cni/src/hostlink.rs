@@ -13,6 +13,7 @@ use netlink::{Link, MacAddr, RtNetlink};
 
 use crate::error::Result;
 use crate::log;
+use crate::macpin::{self, PfAnswer};
 use crate::node::{host_netlink, Node};
 
 /// The node's lock on the kernel's `ethN` names, for a DEL that gives a VF
@@ -93,8 +94,11 @@ pub fn netdev_mac(att: &Attachment) -> Option<MacAddr> {
 /// After a vfio-pci DEL: the VF's netdev gets the MAC it had before ADD. A
 /// VF driver that had chosen its MAC picks a new one when it probes again;
 /// one the PF pins refuses (EADDRNOTAVAIL), and then the PF's admin MAC,
-/// which DEL has restored, is what it has.
-pub fn restore_netdev_mac(node: &Node, att: &Attachment) -> Vec<String> {
+/// which DEL has restored, is what it has. Where the PF's view of the VF
+/// showed the netdev's MAC before ADD, it must show it again: the driver
+/// asks its PF as [`macpin::ask_pf_for_mac`] does, greeting it again when
+/// the request went unheard.
+pub fn restore_netdev_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
     let Some(want) = att
         .original_netdev_mac
         .as_deref()
@@ -110,10 +114,30 @@ pub fn restore_netdev_mac(node: &Node, att: &Attachment) -> Vec<String> {
         let Some(link) = nl.link_by_name(&now)? else {
             return Ok(());
         };
-        if link.mac == Some(want) {
-            return Ok(());
-        }
-        if !nl.try_set_link_mac(&link, want)? {
+        let pf_showed = match (&att.pf_ifname, att.vf_index, &att.original_vf) {
+            (Some(pf), Some(vf), Some(orig)) if orig.mac == want => Some((pf, vf)),
+            _ => None,
+        };
+        let taken = match pf_showed {
+            Some((pf, vf)) => {
+                if link.mac == Some(want) && node.nl()?.vf_state(pf, vf)?.mac == want {
+                    return Ok(());
+                }
+                match macpin::ask_pf_for_mac(node, &now, pf, vf, want)? {
+                    PfAnswer::Taken => true,
+                    PfAnswer::Refused => false,
+                    PfAnswer::Unheard => {
+                        log::warn(&format!(
+                            "VF {vf} of {pf}: the PF still does not show {now}'s MAC {want}"
+                        ));
+                        true
+                    }
+                }
+            }
+            None if link.mac == Some(want) => return Ok(()),
+            None => nl.try_set_link_mac(&link, want)?,
+        };
+        if !taken {
             log::warn(&format!(
                 "{now}: the PF pins its MAC, so it keeps {} rather than {want}",
                 link.mac.map(|m| m.to_string()).unwrap_or_default()

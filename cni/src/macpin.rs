@@ -58,16 +58,73 @@ pub fn vf_driver_may_choose_mac(node: &mut Node, att: &Attachment) -> bool {
 /// did not take the VF's own MAC request.
 const GREETINGS: usize = 2;
 
+/// What the PF made of a VF driver's request for a MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PfAnswer {
+    /// The PF's view of the VF shows the MAC.
+    Taken,
+    /// Refused (EADDRNOTAVAIL): the PF pins another MAC.
+    Refused,
+    /// Still not in the PF's view after every greeting.
+    Unheard,
+}
+
+/// Has the VF driver of netdev `name` (VF `vf` of `pf`) ask its PF for
+/// `mac`, as a change of the netdev's own MAC, and reads the PF's view
+/// after each request. That view may not follow: igb ignores a VF's
+/// requests after a reset of the VF it saw only after the VF driver's reset
+/// message, and igbvf, once a request went unanswered, sends none until its
+/// next reset, reporting success all the same. Then the netdev is closed
+/// (and opened again if it was up): closing makes the driver reset the VF
+/// and greet the PF; and the MAC is asked for again, [`GREETINGS`] times at
+/// most.
+pub fn ask_pf_for_mac(
+    node: &mut Node,
+    name: &str,
+    pf: &str,
+    vf: u32,
+    mac: MacAddr,
+) -> Result<PfAnswer> {
+    let nl = host_netlink()?;
+    for greeting in 0..=GREETINGS {
+        let link = nl
+            .link_by_name(name)?
+            .ok_or_else(|| CniError::io(format!("{name} vanished")))?;
+        if greeting > 0 {
+            log::warn(&format!(
+                "VF {vf} of {pf}: the PF did not take {name}'s request for MAC {mac}; \
+                 closing {name} so its driver greets the PF again"
+            ));
+            nl.set_link_up(&link, !link.up)?;
+            nl.set_link_up(&link, link.up)?;
+        }
+        // The kernel skips a change to the MAC the netdev has: the
+        // neighbour first then.
+        let mut asks = vec![mac];
+        if link.mac == Some(mac) {
+            asks.insert(0, neighbour_mac(mac));
+        }
+        let mut heard = true;
+        for m in asks {
+            if !nl.try_set_link_mac(&link, m)? {
+                return Ok(PfAnswer::Refused);
+            }
+            if node.nl()?.vf_state(pf, vf)?.mac != m {
+                heard = false;
+                break;
+            }
+        }
+        if heard {
+            return Ok(PfAnswer::Taken);
+        }
+    }
+    Ok(PfAnswer::Unheard)
+}
+
 /// After a vfio-pci DEL gave the VF back to its driver with the original
 /// admin MAC (which pins it): clears the pin and has the driver ask for that
-/// MAC itself, as it had before ADD. The PF's own view must follow, and may
-/// not: igb ignores a VF's requests after a reset of the VF it saw only
-/// after the VF driver's reset message, and igbvf, once a request went
-/// unanswered, sends none until its next reset, reporting success all the
-/// same. So when the PF's view does not follow, the netdev is closed (and
-/// opened again if it was up): closing makes the driver reset the VF and
-/// greet the PF, and the MAC is asked for again. Returns what could not be
-/// done.
+/// MAC itself, as it had before ADD (ADD found that this PF's view follows
+/// the VF's own requests). Returns what could not be done.
 pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
     let (Some(pf), Some(vf), Some(orig)) = (&att.pf_ifname, att.vf_index, &att.original_vf) else {
         return Vec::new();
@@ -81,34 +138,17 @@ pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
             att.device, orig.mac
         )];
     };
-    let r = (|| -> Result<bool> {
-        let nl = host_netlink()?;
+    let r = (|| -> Result<PfAnswer> {
         node.nl()?.set_vf(pf, vf, VfAttr::Mac(MacAddr::default()))?;
-        for greeting in 0..=GREETINGS {
-            let link = nl
-                .link_by_name(&name)?
-                .ok_or_else(|| CniError::io(format!("{name} vanished")))?;
-            if greeting > 0 {
-                log::warn(&format!(
-                    "VF {vf} of {pf}: the PF did not take {name}'s MAC request; \
-                     closing {name} so its driver greets the PF again"
-                ));
-                nl.set_link_up(&link, !link.up)?;
-                nl.set_link_up(&link, link.up)?;
-            }
-            // The neighbour first: the kernel skips a change to the MAC the
-            // netdev has, and the driver took the pinned one at its probe.
-            if driver_asks(node, &nl, &link, pf, vf, neighbour_mac(orig.mac))?
-                && driver_asks(node, &nl, &link, pf, vf, orig.mac)?
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        ask_pf_for_mac(node, &name, pf, vf, orig.mac)
     })();
     match r {
-        Ok(true) => Vec::new(),
-        Ok(false) => {
+        Ok(PfAnswer::Taken) => Vec::new(),
+        Ok(PfAnswer::Refused) => vec![format!(
+            "VF {vf} of {pf}: the PF refused {name} MAC {} right after its pin was cleared",
+            orig.mac
+        )],
+        Ok(PfAnswer::Unheard) => {
             // The pin is gone and the netdev has its MAC; only the PF's view
             // lags. Not a reason to make the runtime repeat the DEL forever.
             log::warn(&format!(
@@ -122,20 +162,6 @@ pub fn unpin_vf_mac(node: &mut Node, att: &Attachment) -> Vec<String> {
             e.msg
         )],
     }
-}
-
-/// Has the VF driver of `link` ask its PF for `mac` (the netdev's own MAC
-/// change): whether the PF's view of the VF then shows it.
-fn driver_asks(
-    node: &mut Node,
-    nl: &netlink::RtNetlink,
-    link: &netlink::Link,
-    pf: &str,
-    vf: u32,
-    mac: MacAddr,
-) -> Result<bool> {
-    nl.set_link_mac(link, mac)?;
-    Ok(node.nl()?.vf_state(pf, vf)?.mac == mac)
 }
 
 /// Netdevice ADD: the PF refused the VF driver a new MAC, so an

@@ -10,11 +10,12 @@
 # settings restored, the VF released by vfio-pci with driver_override naming
 # igbvf, not probed yet): the record stays, and the next DEL restores it.
 # And killed once VF 0 is back on igbvf under its name (failpoint
-# "driver-back"), after which the VF loses its clearance at the PF: a
-# function reset of the VF while its netdev is up, after which igbvf does
-# not redo its reset handshake, so igb ignores its MAC requests (what a VF
-# reset the PF sees late does to a DEL's probe); the next DEL still leaves
-# the PF's vfinfo entry of VF 0 as before ADD.
+# "driver-back"), after which the PF no longer hears the VF: a function
+# reset of the VF while its netdev is up, after which igbvf does not redo
+# its reset handshake, so igb ignores its MAC requests (what a VF reset the
+# PF sees late does to a DEL's probe); the next DEL still leaves the PF's
+# vfinfo entry of VF 0 as before ADD, with a MAC in the netconf (the pin
+# cleared) and without (the netdev's MAC given back).
 # Only the plugin built with test hooks honours DPDK_CNI_FAILPOINT (make
 # plugin-hooks); this file runs that build for every plugin call:
 #   DPDK_CNI_HOOKS_BIN  default <repo>/target/x86_64-unknown-linux-gnu/release/dpdk-cni-hooks
@@ -45,6 +46,7 @@ teardown_file() {
     pod_delete pod-crash-gc
     pod_delete pod-crash-undo
     pod_delete pod-crash-mbx
+    pod_delete pod-crash-mbx2
 }
 
 setup() { scenario_setup chain; }
@@ -119,30 +121,33 @@ crash_add() {
     pod_delete pod-crash-undo
 }
 
-@test "DEL killed with VF 0 back on igbvf, which then loses its clearance at the PF (a function reset igbvf does not follow up): the next DEL still gives the PF VF 0's MAC back" {
-    pod_create pod-crash-mbx
-    cni_add pod-crash-mbx net1 "$CONF"
+# deaf_vf_del POD CONF: ADD with CONF, DEL killed at "driver-back" (VF 0
+# back on igbvf under its name), then VF 0 made deaf to the PF; the next
+# DEL must still leave the PF's vfinfo entry of VF 0 as before ADD.
+deaf_vf_del() {
+    local pod=$1 conf=$2 n
+    pod_create "$pod"
+    cni_add "$pod" net1 "$conf"
     assert_cni_ok "ADD"
     log "DEL with DPDK_CNI_FAILPOINT=driver-back"
-    cni_del pod-crash-mbx net1 "$CONF" DPDK_CNI_FAILPOINT=driver-back
+    cni_del "$pod" net1 "$conf" DPDK_CNI_FAILPOINT=driver-back
     _cni_show
     assert_equal "$CNI_RC" 137            # 128 + SIGKILL
     assert_equal "$(device_state "$VF0")" "$STATE_BEFORE"
-    assert [ -s "$CNI_STATE_DIR/$CNI_NETWORK/pod-crash-mbx-net1.json" ]
-    local n
+    assert [ -s "$CNI_STATE_DIR/$CNI_NETWORK/$pod-net1.json" ]
     n=$(vf_ifname 0)
-    # The killed DEL pinned VF 0's MAC again; unpinned, the PF takes what
-    # the VF asks for, if it hears it. igbvf resets the VF before a function
-    # reset and not after it when the netdev is up; igb then ignores the
-    # VF's requests, and igbvf, its mailbox timed out, stops sending them
-    # until its next reset.
+    # Unpinned (a killed DEL that had a MAC to restore pinned it again), the
+    # PF takes what the VF asks for, if it hears it. igbvf resets the VF
+    # before a function reset and not after it when the netdev is up; igb
+    # then ignores the VF's requests, and igbvf, its mailbox timed out,
+    # stops sending them until its next reset.
     ip link set "$(pf_ifname)" vf 0 mac 00:00:00:00:00:00
     ip link set "$n" up
     echo 1 > "/sys/bus/pci/devices/$VF0/reset"
     ip link set "$n" address 02:00:00:00:00:42
     assert_ne 02:00:00:00:00:42 "$(vf_field 0 .address)" "the PF's view of VF 0 after its unheard request"
     log "after the crash and the reset: $(vf_info 0)"
-    cni_del pod-crash-mbx net1 "$CONF"
+    cni_del "$pod" net1 "$conf"
     assert_cni_ok "DEL after the crash and the reset"
     assert_vf_restored "$VF0" 0 "$INFO_BEFORE" "$STATE_BEFORE" "crashed DEL, reset + DEL"
     assert_no_state
@@ -150,5 +155,13 @@ crash_add() {
     # the PF for its MAC once more: not before the checks.)
     ip link set "$(vf_ifname 0)" down
     assert_snapshot_eq "$SNAP_BEFORE" "$(node_snapshot)" "crashed DEL, reset + DEL"
-    pod_delete pod-crash-mbx
+    pod_delete "$pod"
+}
+
+@test "DEL killed with VF 0 back on igbvf, which then stops being heard by the PF (a function reset igbvf does not follow up): the next DEL still unpins VF 0's MAC and the PF shows it" {
+    deaf_vf_del pod-crash-mbx "$CONF"
+}
+
+@test "the same with no MAC in the netconf: the next DEL still gives VF 0's netdev its MAC back and the PF shows it" {
+    deaf_vf_del pod-crash-mbx2 "$(netconf "$VF0" '. + {vlan: 100}')"
 }
